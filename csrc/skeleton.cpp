@@ -1,0 +1,27 @@
+#include "skeleton.h"
+
+#include <string>
+
+#include "common.h"
+
+namespace cleann {
+
+void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) {
+  if (p.n < 0 || p.num_graphs < 0) throw ArgumentError("negative shape");
+  fisher_z_critical(p.alpha);  // validates alpha
+  if (!(p.pivot_tol >= 0.0)) throw ArgumentError("pivot_tol must be >= 0, got " + std::to_string(p.pivot_tol));
+  const int64_t n = p.n;
+  for (int64_t b = 0; b < p.num_graphs; ++b) {
+    const uint8_t* A = adjacency + b * n * n;
+    for (int64_t i = 0; i < n; ++i) {
+      if (A[i * n + i]) throw ArgumentError("initial adjacency has a self-loop at graph " + std::to_string(b) + ", node " + std::to_string(i));
+      for (int64_t j = i + 1; j < n; ++j)
+        if ((A[i * n + j] != 0) != (A[j * n + i] != 0))
+          throw ArgumentError("initial adjacency is not symmetric at graph " + std::to_string(b) + ", (" +
+                              std::to_string(i) + ", " + std::to_string(j) + ")");
+    }
+  }
+  cpu::skeleton(p, adjacency, out);
+}
+
+}  // namespace cleann

@@ -1,0 +1,42 @@
+// PC-stable skeleton search over one correlation matrix or a stack, level by level.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace cleann {
+
+struct SkeletonParams {
+  const double* corr = nullptr;  // [B, n, n]
+  int64_t num_graphs = 1;
+  int64_t n = 0;
+  double num_samples = 0.0;
+  double alpha = 0.01;
+  double pivot_tol = 1e-10;
+  int max_level = -1;            // -1: until no edge has `level` other neighbours
+  bool all_sepsets = false;      // false: stop each edge at its first independence
+  int num_threads = 0;
+};
+
+// Removed edges in the order they were removed (level, then graph, i, j) with their separating
+// sets: edge e has set_count[e] sets of size level[e], members in
+// set_members[set_offset[e] .. set_offset[e] + set_count[e] * level[e]).
+struct SkeletonResult {
+  std::vector<int64_t> edge_graph, edge_i, edge_j;
+  std::vector<int32_t> edge_level;
+  std::vector<int64_t> set_offset, set_count;
+  std::vector<int32_t> set_members;
+  int num_levels = 0;                 // levels that ran
+  std::vector<int64_t> tests;         // [num_levels][B]
+  std::vector<int64_t> singular;      // [num_levels][B]
+};
+
+// `adjacency` ([B, n, n], 0/1) is the starting graph on entry (symmetric, zero diagonal) and the
+// skeleton on exit.
+void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out);
+
+namespace cpu {
+void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out);
+}
+
+}  // namespace cleann

@@ -1,0 +1,30 @@
+"""cleann: causal graphs from self-attention (ABCD) and minimal causal explanations (CLEANN).
+
+The compiled core ``cleann._C`` runs the batched partial-correlation CI tests and the skeleton
+search; ``cleann._reference`` holds the slow NumPy versions they are tested against.
+"""
+
+from . import graph
+from ._backend import BackendUnavailableError
+from ._core import CoreUnavailableError
+from .ci import CIResult, ci_test, fisher_z_pvalue, partial_correlation
+from .correlation import attention_to_correlation
+from .graph import Graph
+from .skeleton import SepSets, Skeleton, skeleton
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "CIResult",
+    "CoreUnavailableError",
+    "Graph",
+    "SepSets",
+    "Skeleton",
+    "attention_to_correlation",
+    "ci_test",
+    "fisher_z_pvalue",
+    "graph",
+    "partial_correlation",
+    "skeleton",
+]

@@ -1,0 +1,106 @@
+"""Argument checks shared by the public functions: every message names the argument and what came."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def to_numpy(x, name: str) -> np.ndarray:
+    """NumPy view of an array-like or a torch tensor (copied to host memory if needed)."""
+    if type(x).__module__.startswith("torch"):
+        x = x.detach().cpu().numpy()
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} must be an array, could not convert it: {exc}") from None
+
+
+def is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def first_index(mask: np.ndarray) -> tuple:
+    return tuple(int(v) for v in np.argwhere(mask)[0])
+
+
+def check_float(a: np.ndarray, name: str) -> np.ndarray:
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{name} must hold floating-point values, got dtype {a.dtype}")
+    return a
+
+
+def corr_stack(R, name: str = "R", atol: float = 1e-8) -> tuple[np.ndarray, bool]:
+    """``R`` as a C-contiguous float64 [B, n, n] stack of correlation matrices; flag: was it a stack."""
+    a = check_float(to_numpy(R, name), name)
+    if a.ndim not in (2, 3) or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"{name} must have shape [n, n] or [B, n, n], got {list(a.shape)}")
+    batched = a.ndim == 3
+    a = np.ascontiguousarray(a.reshape((-1,) + a.shape[-2:]), dtype=np.float64)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        idx = first_index(bad)
+        raise ValueError(f"{name} holds a non-finite value ({a[idx]}) at index {idx if batched else idx[1:]}")
+    n = a.shape[-1]
+    if n:
+        diag = np.diagonal(a, axis1=1, axis2=2)
+        off = np.abs(diag - 1.0) > atol
+        if off.any():
+            b, k = first_index(off)
+            where = f"[{b}, {k}, {k}]" if batched else f"[{k}, {k}]"
+            raise ValueError(f"{name} must be a correlation matrix (unit diagonal), got {diag[b, k]!r} at {where}")
+        asym = np.abs(a - a.transpose(0, 2, 1)) > atol
+        if asym.any():
+            idx = first_index(asym)
+            raise ValueError(f"{name} must be symmetric, differs at index {idx if batched else idx[1:]}")
+        big = np.abs(a) > 1.0 + atol
+        if big.any():
+            idx = first_index(big)
+            raise ValueError(f"{name} has a correlation outside [-1, 1] at index {idx if batched else idx[1:]}")
+        if not np.array_equal(a, a.transpose(0, 2, 1)):
+            # Symmetric within atol: make it exact, so R_ij and R_ji can never disagree in a test.
+            a = 0.5 * (a + a.transpose(0, 2, 1))
+    return a, batched
+
+
+def index_array(x, name: str, ndim: int) -> np.ndarray:
+    a = to_numpy(x, name)
+    if a.size == 0 and a.dtype.kind == "f":
+        a = a.astype(np.int64)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {list(a.shape)}")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def alpha_value(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 < float(alpha) < 1.0:
+        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    return float(alpha)
+
+
+def num_samples_value(num_samples) -> float:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Real):
+        raise ValueError(f"num_samples must be a positive number, got {num_samples!r}")
+    v = float(num_samples)
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"num_samples must be a positive number, got {num_samples!r}")
+    return v
+
+
+def check_dof(num_samples: float, cond_size: int) -> None:
+    if not num_samples - cond_size - 3 > 0:
+        raise ValueError(
+            f"num_samples too small for conditioning sets of size {cond_size}: the Fisher z test needs "
+            f"num_samples - |S| - 3 > 0, got num_samples = {num_samples:g}"
+        )
+
+
+def threads_value(num_threads) -> int:
+    if num_threads is None:
+        return 0
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
+        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    return int(num_threads)

@@ -1,0 +1,76 @@
+"""Attention to correlation: the covariance of the attention layer's outputs under the linear SEM reading."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import first_index, is_torch
+
+
+def attention_to_correlation(attn):
+    """Correlation matrix of ``C = A A^T`` for attention ``A`` (rows are probabilities).
+
+    Reading z_i = sum_j A_ij v_j with independent, equal-variance exogenous v_j gives
+    cov(Z) = A A^T; this returns its correlation ``C_ij / sqrt(C_ii C_jj)`` with an exact unit
+    diagonal.
+
+    Args:
+        attn: attention [..., n, n], NumPy array or torch tensor (any float dtype; computed in
+            float64). A torch tensor stays on its device.
+
+    Returns:
+        float64 correlation [..., n, n] of the same kind (NumPy in, NumPy out; torch in, torch out).
+
+    Raises:
+        ValueError: non-square or fewer than 2 dimensions, non-floating dtype, NaN/Inf, or a token
+            whose attention row is all zero (the message names the offending index).
+    """
+    if is_torch(attn):
+        return _torch_correlation(attn)
+    a = np.asarray(attn)
+    _check_shape_dtype(a.shape, a.dtype, np.issubdtype(a.dtype, np.floating) and a.dtype != bool)
+    a = a.astype(np.float64, copy=False)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        idx = first_index(bad)
+        raise ValueError(f"attention holds a non-finite value ({a[idx]}) at index {idx}")
+    zero = ~np.any(a != 0, axis=-1)
+    if zero.any():
+        idx = first_index(zero)
+        raise ValueError(f"attention row {idx} is all zero: that token attends to nothing, its correlation is undefined")
+    c = a @ np.swapaxes(a, -1, -2)
+    d = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
+    r = c / d[..., :, None] / d[..., None, :]
+    r = 0.5 * (r + np.swapaxes(r, -1, -2))  # exact symmetry whatever order the GEMM summed in
+    n = r.shape[-1]
+    r[..., np.arange(n), np.arange(n)] = 1.0
+    np.clip(r, -1.0, 1.0, out=r)
+    return r
+
+
+def _check_shape_dtype(shape, dtype, is_float: bool) -> None:
+    if len(shape) < 2 or shape[-1] != shape[-2]:
+        raise ValueError(f"attention must have shape [..., n, n], got {list(shape)}")
+    if not is_float:
+        raise ValueError(f"attention must hold floating-point values, got dtype {dtype}")
+
+
+def _torch_correlation(attn):
+    import torch
+
+    _check_shape_dtype(tuple(attn.shape), attn.dtype, attn.is_floating_point())
+    a = attn.detach().to(torch.float64)
+    bad = ~torch.isfinite(a)
+    if bool(bad.any()):
+        idx = tuple(int(v) for v in bad.nonzero()[0])
+        raise ValueError(f"attention holds a non-finite value ({float(a[idx])}) at index {idx}")
+    zero = ~(a != 0).any(dim=-1)
+    if bool(zero.any()):
+        idx = tuple(int(v) for v in zero.nonzero()[0])
+        raise ValueError(f"attention row {idx} is all zero: that token attends to nothing, its correlation is undefined")
+    c = a @ a.transpose(-1, -2)
+    d = torch.sqrt(torch.diagonal(c, dim1=-2, dim2=-1))
+    r = c / d[..., :, None] / d[..., None, :]
+    r = 0.5 * (r + r.transpose(-1, -2))
+    r.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    return r.clamp_(-1.0, 1.0)

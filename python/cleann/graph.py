@@ -1,0 +1,187 @@
+"""Graph types over a marks matrix in pcalg's convention.
+
+``marks[a, b]`` is the mark at ``b`` on the edge between ``a`` and ``b``:
+0 no edge, 1 circle, 2 arrowhead, 3 tail. So ``a --> b`` is ``marks[a, b] = 2, marks[b, a] = 3``,
+``a <-> b`` is 2 / 2, ``a o-> b`` is ``marks[a, b] = 2, marks[b, a] = 1``.
+
+causal-learn's GeneralGraph matrix ``G`` uses ``G[i, j]`` = mark at ``i`` (0 none, -1 tail,
+1 arrowhead, 2 circle); :func:`to_causallearn` and :func:`from_causallearn` convert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NONE, CIRCLE, ARROW, TAIL = 0, 1, 2, 3
+_SYMBOL_AT_SOURCE = {CIRCLE: "o", ARROW: "<", TAIL: "-"}
+_SYMBOL_AT_TARGET = {CIRCLE: "o", ARROW: ">", TAIL: "-"}
+_MARK_NAME = {CIRCLE: "circle", ARROW: "arrow", TAIL: "tail"}
+_DOT_HEAD = {CIRCLE: "odot", ARROW: "normal", TAIL: "none"}
+
+# ours -> causal-learn and back
+_TO_CL = np.array([0, 2, 1, -1], dtype=np.int8)
+_FROM_CL = {0: NONE, -1: TAIL, 1: ARROW, 2: CIRCLE}
+
+
+def check_marks(marks, name: str = "marks") -> np.ndarray:
+    """``marks`` as int8 [k, k], checked: values 0-3, zero diagonal, an edge has marks at both ends."""
+    m = np.asarray(marks)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{name} must have shape [k, k], got {list(m.shape)}")
+    if m.dtype == bool or not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"{name} must hold integers 0-3, got dtype {m.dtype}")
+    if m.size and (m.min() < 0 or m.max() > 3):
+        bad = tuple(int(v) for v in np.argwhere((m < 0) | (m > 3))[0])
+        raise ValueError(f"{name} must hold marks 0-3, got {m[bad]} at {bad}")
+    if np.any(np.diagonal(m)):
+        k = int(np.flatnonzero(np.diagonal(m))[0])
+        raise ValueError(f"{name} has a self-loop at node {k}")
+    half = (m != 0) != (m.T != 0)
+    if half.any():
+        a, b = (int(v) for v in np.argwhere(half)[0])
+        raise ValueError(f"{name} has a mark at one end only of the edge ({a}, {b})")
+    return m.astype(np.int8)
+
+
+@dataclass
+class Graph:
+    """A mixed graph over token nodes.
+
+    Attributes:
+        marks: int8 [k, k] in pcalg's convention (module docstring).
+        nodes: int64 [k], the token index of each node (ascending).
+        kind: "PAG", "CPDAG" or "skeleton".
+        labels: optional node labels (e.g. tokens), one per node.
+        params: the arguments of the learner that produced it.
+        tests_per_level: CI tests per conditioning-set size, when a learner produced it.
+        backend: which implementation ran.
+    """
+
+    marks: np.ndarray
+    nodes: np.ndarray | None = None
+    kind: str = "PAG"
+    labels: list[str] | None = None
+    params: dict = field(default_factory=dict)
+    tests_per_level: np.ndarray | None = None
+    backend: str | None = None
+
+    def __post_init__(self):
+        self.marks = check_marks(self.marks)
+        k = self.marks.shape[0]
+        self.nodes = np.arange(k, dtype=np.int64) if self.nodes is None else np.asarray(self.nodes, dtype=np.int64)
+        if self.nodes.shape != (k,):
+            raise ValueError(f"nodes must have shape [{k}], got {list(self.nodes.shape)}")
+        if self.labels is not None and len(self.labels) != k:
+            raise ValueError(f"labels must have {k} entries, got {len(self.labels)}")
+
+    @property
+    def num_nodes(self) -> int:
+        return self.marks.shape[0]
+
+    @property
+    def adjacency(self) -> np.ndarray:
+        """The skeleton: bool [k, k]."""
+        return self.marks != 0
+
+    def skeleton(self) -> "Graph":
+        """The same adjacencies with every end a tail (undirected)."""
+        return Graph(np.where(self.marks != 0, TAIL, NONE).astype(np.int8), self.nodes.copy(), "skeleton",
+                     self.labels, dict(self.params), self.tests_per_level, self.backend)
+
+    def edges(self) -> list[tuple[int, int, int, int]]:
+        """(a, b, mark at a, mark at b) for every edge, a < b, as node positions."""
+        a_idx, b_idx = np.nonzero(np.triu(self.marks != 0, 1))
+        return [(int(a), int(b), int(self.marks[b, a]), int(self.marks[a, b])) for a, b in zip(a_idx, b_idx)]
+
+    def edge_string(self, a: int, b: int) -> str:
+        """``"a o-> b"`` style text for the edge between positions a and b ('' when absent)."""
+        if not self.marks[a, b]:
+            return ""
+        left = _SYMBOL_AT_SOURCE[int(self.marks[b, a])]
+        right = _SYMBOL_AT_TARGET[int(self.marks[a, b])]
+        return f"{self._name(a)} {left}-{right} {self._name(b)}"
+
+    def _name(self, a: int, labels=None) -> str:
+        labels = labels if labels is not None else self.labels
+        return str(labels[a]) if labels is not None else str(int(self.nodes[a]))
+
+    def to_networkx(self, labels=None):
+        """A networkx DiGraph: one edge per adjacency, directed a -> b when a --> b, else low -> high.
+
+        Nodes are token indices with a ``label`` attribute; edges carry ``source_mark`` and
+        ``target_mark`` ("tail", "arrow", "circle") and ``edge`` ("-->", "o->", "<->", "o-o", "---").
+        """
+        import networkx as nx
+
+        labels = labels if labels is not None else self.labels
+        g = nx.DiGraph(kind=self.kind)
+        for a in range(self.num_nodes):
+            g.add_node(int(self.nodes[a]), label=self._name(a, labels))
+        for a, b, at_a, at_b in self.edges():
+            if at_a == ARROW and at_b == TAIL:  # b --> a
+                a, b, at_a, at_b = b, a, at_b, at_a
+            g.add_edge(int(self.nodes[a]), int(self.nodes[b]), source_mark=_MARK_NAME[at_a],
+                       target_mark=_MARK_NAME[at_b],
+                       edge=f"{_SYMBOL_AT_SOURCE[at_a]}-{_SYMBOL_AT_TARGET[at_b]}")
+        return g
+
+    def to_dot(self, labels=None, highlight=()) -> str:
+        """Graphviz DOT text; nodes in ``highlight`` (token indices) are filled."""
+        labels = labels if labels is not None else self.labels
+        hl = {int(h) for h in highlight}
+        lines = [f"graph {self.kind} {{", "  node [shape=ellipse];"]
+        for a in range(self.num_nodes):
+            name = self._name(a, labels).replace("\\", "\\\\").replace('"', '\\"')
+            style = ', style=filled, fillcolor="#ffd27f"' if int(self.nodes[a]) in hl else ""
+            lines.append(f'  n{int(self.nodes[a])} [label="{name}"{style}];')
+        for a, b, at_a, at_b in self.edges():
+            lines.append(f"  n{int(self.nodes[a])} -- n{int(self.nodes[b])} "
+                         f"[dir=both, arrowtail={_DOT_HEAD[at_a]}, arrowhead={_DOT_HEAD[at_b]}];")
+        lines.append("}")
+        return "\n".join(lines)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        return np.array_equal(self.marks, other.marks) and np.array_equal(self.nodes, other.nodes)
+
+    def __repr__(self) -> str:
+        return f"{self.kind}({self.num_nodes} nodes, {len(self.edges())} edges)"
+
+
+def to_causallearn(graph, as_array: bool = False):
+    """causal-learn's encoding of ``graph`` (a :class:`Graph` or a marks matrix).
+
+    Returns a ``causallearn.graph.GeneralGraph`` (nodes named X1..Xk, as causal-learn names them),
+    or with ``as_array=True`` (or without causal-learn installed) the int matrix ``G`` with
+    ``G[i, j]`` the mark at i: 0 none, -1 tail, 1 arrowhead, 2 circle.
+    """
+    marks = graph.marks if isinstance(graph, Graph) else check_marks(graph)
+    G = _TO_CL[marks.T.astype(np.intp)].astype(int)
+    if as_array:
+        return G
+    try:
+        from causallearn.graph.GeneralGraph import GeneralGraph
+        from causallearn.graph.GraphNode import GraphNode
+    except ImportError:
+        return G
+    nodes = [GraphNode(f"X{k + 1}") for k in range(G.shape[0])]
+    gg = GeneralGraph(nodes)
+    gg.graph = G.copy()
+    gg.reconstitute_dpath(gg.get_graph_edges())
+    return gg
+
+
+def from_causallearn(G, kind: str = "PAG", nodes=None, labels=None) -> Graph:
+    """A :class:`Graph` from causal-learn's GeneralGraph (or its ``.graph`` matrix)."""
+    arr = np.asarray(getattr(G, "graph", G))
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"causal-learn graph matrix must be square, got shape {list(arr.shape)}")
+    vals = np.round(arr).astype(int)
+    if not np.array_equal(vals, arr) or not np.isin(vals, list(_FROM_CL)).all():
+        bad = tuple(int(v) for v in np.argwhere(~np.isin(vals, list(_FROM_CL)) | (vals != arr))[0])
+        raise ValueError(f"causal-learn marks must be 0, -1, 1 or 2, got {arr[bad]} at {bad}")
+    at = np.vectorize(_FROM_CL.get, otypes=[np.int8])(vals) if vals.size else vals.astype(np.int8)
+    return Graph(at.T.copy(), nodes=nodes, kind=kind, labels=labels)

@@ -1,0 +1,98 @@
+"""Shared test inputs and the one closeness assertion."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(os.environ.get("CLEANN_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+
+# Tolerances, stated once: float64 kernels against the float64 reference.
+PVALUE_ATOL = 1e-9
+RHO_ATOL = 1e-10
+
+
+def assert_close(actual, expected, atol, rtol=0.0, what="values"):
+    """Elementwise |actual - expected| <= atol + rtol |expected|, NaN only where NaN is expected."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    assert np.array_equal(nan_a, nan_e), (
+        f"{what}: NaN pattern differs at {np.argwhere(nan_a != nan_e)[:5].tolist()}"
+    )
+    ok = ~nan_e
+    err = np.abs(actual[ok] - expected[ok])
+    bound = atol + rtol * np.abs(expected[ok])
+    if err.size and np.any(err > bound):
+        k = int(np.argmax(err - bound))
+        rel = err[k] / max(abs(expected[ok][k]), 1e-300)
+        raise AssertionError(
+            f"{what}: {int(np.sum(err > bound))} of {err.size} beyond atol={atol} rtol={rtol}; "
+            f"max abs err {err.max():.3e}, worst at {k}: {actual[ok][k]!r} vs {expected[ok][k]!r} (rel {rel:.3e})"
+        )
+
+
+def random_attention(n: int, rng: np.random.Generator, heads: int | None = None, dominant: int = 3) -> np.ndarray:
+    """Row-stochastic attention-like matrices: a few columns take most of the mass, as in real heads."""
+    shape = (n, n) if heads is None else (heads, n, n)
+    logits = rng.normal(size=shape)
+    cols = rng.choice(n, size=min(dominant, n), replace=False)
+    logits[..., cols] += rng.uniform(2.0, 4.0, size=len(cols))
+    logits[..., np.arange(n), np.arange(n)] += 1.0
+    a = np.exp(logits)
+    return a / a.sum(axis=-1, keepdims=True)
+
+
+def random_corr(n: int, rng: np.random.Generator, samples: int | None = None) -> np.ndarray:
+    """A random well-conditioned correlation matrix (from random data with n + `samples` rows)."""
+    x = rng.normal(size=(samples or 3 * n + 10, n))
+    c = np.cov(x, rowvar=False)
+    d = np.sqrt(np.diag(c))
+    r = c / d[:, None] / d[None, :]
+    r = 0.5 * (r + r.T)
+    np.fill_diagonal(r, 1.0)
+    return r
+
+
+def sem_corr(n: int, rng: np.random.Generator, density: float = 0.15) -> np.ndarray:
+    """Exact correlation of a random linear-Gaussian DAG model (sparse: most pairs are separable)."""
+    W = np.tril(rng.uniform(0.5, 1.5, size=(n, n)) * rng.choice([-1, 1], size=(n, n)), -1)
+    W *= rng.random((n, n)) < density
+    inv = np.linalg.inv(np.eye(n) - W)
+    c = inv @ inv.T
+    d = np.sqrt(np.diag(c))
+    r = c / d[:, None] / d[None, :]
+    r = 0.5 * (r + r.T)
+    np.fill_diagonal(r, 1.0)
+    return r
+
+
+def near_singular_corr(n: int, rng: np.random.Generator, eps: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """Correlation with node b a copy of node a up to noise of relative size eps; returns (R, (a, b))."""
+    x = rng.normal(size=(4 * n + 10, n))
+    a, b = rng.choice(n, size=2, replace=False)
+    x[:, b] = x[:, a] + eps * rng.normal(size=x.shape[0])
+    c = np.cov(x, rowvar=False)
+    d = np.sqrt(np.diag(c))
+    r = c / d[:, None] / d[None, :]
+    r = 0.5 * (r + r.T)
+    np.fill_diagonal(r, 1.0)
+    return r, (int(a), int(b))
+
+
+def random_queries(n: int, q: int, l: int, rng: np.random.Generator):
+    """q random (i, j, S) with |S| = l, all distinct nodes."""
+    picks = np.array([rng.choice(n, size=l + 2, replace=False) for _ in range(q)]).reshape(q, l + 2)
+    return picks[:, 0].copy(), picks[:, 1].copy(), np.ascontiguousarray(picks[:, 2:])
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test's name: fresh inputs per test, reproducible per test."""
+    seed = zlib.crc32(request.node.nodeid.encode())
+    return np.random.default_rng(seed)

@@ -1,0 +1,67 @@
+"""The installed package: compiled core, kernels subpackage, import guard."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cleann
+
+
+def test_compiled_core_loaded_with_openmp():
+    from cleann import _C
+
+    info = _C.build_info()
+    assert info["openmp"], "the C++ core was built without OpenMP"
+    assert _C.__name__ == "cleann._C"
+
+
+def test_kernels_subpackage_ships():
+    import cleann.kernels
+
+    assert cleann.kernels.__name__ == "cleann.kernels"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ldd is Linux-only")
+def test_core_does_not_link_libtorch():
+    from cleann import _C
+
+    out = subprocess.run(["ldd", _C.__file__], capture_output=True, text=True, check=True).stdout
+    assert "torch" not in out and "c10" not in out, out
+
+
+def test_import_guard_without_core():
+    # Hide cleann._C: import still works, "cpu" says how to rebuild, "auto" falls back with a warning.
+    code = textwrap.dedent("""
+        import importlib.abc, sys, warnings
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "cleann._C":
+                    raise ImportError("blocked for the test")
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        import cleann
+        R = np.array([[1.0, 0.2, 0.1], [0.2, 1.0, 0.3], [0.1, 0.3, 1.0]])
+        try:
+            cleann.skeleton(R, 50, backend="cpu")
+        except cleann.CoreUnavailableError as e:
+            assert "pip install --force-reinstall" in str(e), e
+        else:
+            raise SystemExit("no error")
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            sk = cleann.skeleton(R, 50)
+        assert sk.backend == "numpy" and any("NumPy reference" in str(x.message) for x in w)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_public_names():
+    for name in ("attention_to_correlation", "partial_correlation", "fisher_z_pvalue", "skeleton"):
+        assert name in cleann.__all__ and callable(getattr(cleann, name))
+    assert isinstance(cleann.skeleton(np.eye(2), 10).adjacency, np.ndarray)
