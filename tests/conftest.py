@@ -92,6 +92,15 @@ def random_queries(n: int, q: int, l: int, rng: np.random.Generator):
 
 
 @pytest.fixture
+def cl_fixtures():
+    """causal-learn's published results (shared/fixtures/causal-learn beside the checkout, or $CLEANN_FIXTURES)."""
+    path = FIXTURES / "causal-learn"
+    if not (path / "data_linear_10.txt").exists():
+        pytest.skip(f"causal-learn fixtures not found at {path}; set CLEANN_FIXTURES to the fixtures folder")
+    return path
+
+
+@pytest.fixture
 def rng(request):
     """A generator seeded from the test's name: fresh inputs per test, reproducible per test."""
     seed = zlib.crc32(request.node.nodeid.encode())

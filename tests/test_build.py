@@ -65,3 +65,11 @@ def test_public_names():
     for name in ("attention_to_correlation", "partial_correlation", "fisher_z_pvalue", "skeleton"):
         assert name in cleann.__all__ and callable(getattr(cleann, name))
     assert isinstance(cleann.skeleton(np.eye(2), 10).adjacency, np.ndarray)
+
+
+def test_ci_runs_the_readme_test_command():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    ci = (root / ".ci" / "run").read_text()
+    command = next(line for line in ci.splitlines() if "pytest" in line)
+    assert command.strip() in readme

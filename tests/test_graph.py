@@ -2,10 +2,8 @@ import numpy as np
 import pytest
 
 import cleann
-from cleann.graph import ARROW, CIRCLE, NONE, TAIL, Graph, from_causallearn, to_causallearn
-from conftest import FIXTURES
+from cleann.graph import ARROW, CIRCLE, TAIL, Graph, from_causallearn, to_causallearn
 
-CL = FIXTURES / "causal-learn"
 
 
 def _example():
@@ -71,8 +69,8 @@ def test_causallearn_encoding_by_hand():
 
 
 @pytest.mark.parametrize("name", ["linear_10_fci_fisherz_0.05.txt", "linear_10_pc_fisherz_0.05_stable_0_2.txt"])
-def test_causallearn_fixture_roundtrip(name):
-    G = np.loadtxt(CL / name)
+def test_causallearn_fixture_roundtrip(name, cl_fixtures):
+    G = np.loadtxt(cl_fixtures / name)
     g = from_causallearn(G)
     assert np.array_equal(to_causallearn(g, as_array=True), G.astype(int))
     assert g.num_nodes == 20

@@ -3,10 +3,9 @@ import pytest
 
 import cleann
 from cleann import _reference
-from conftest import FIXTURES, random_attention, random_corr, sem_corr
+from conftest import random_attention, random_corr, sem_corr
 
 N = 384
-CL = FIXTURES / "causal-learn"
 
 
 def _assert_same_as_reference(R, num_samples, alpha, sepsets="first", max_level=None, adjacency=None):
@@ -127,26 +126,22 @@ def test_sepsets_mapping(rng):
         sk.sepsets[0, 1, 2]
 
 
-def _fixture_data():
-    data = np.loadtxt(CL / "data_linear_10.txt", skiprows=1)
-    return np.corrcoef(data.T), data.shape[0]
-
-
-def test_reproduces_causal_learn_published_skeletons():
-    R, n_rows = _fixture_data()
+def test_reproduces_causal_learn_published_skeletons(cl_fixtures):
+    data = np.loadtxt(cl_fixtures / "data_linear_10.txt", skiprows=1)
+    R, n_rows = np.corrcoef(data.T), data.shape[0]
     for mode in ("first", "all"):
         sk = cleann.skeleton(R, n_rows, 0.05, sepsets=mode)
-        for path in sorted(CL.glob("linear_10_*.txt")):
+        for path in sorted(cl_fixtures.glob("linear_10_*.txt")):
             published = np.loadtxt(path) != 0
             assert np.array_equal(sk.adjacency, published), (mode, path.name)
 
 
-def test_all_mode_matches_causal_learn_sepsets():
+def test_all_mode_matches_causal_learn_sepsets(cl_fixtures):
     pytest.importorskip("causallearn")
     from causallearn.utils.cit import CIT
     from causallearn.utils.PCUtils.SkeletonDiscovery import skeleton_discovery
 
-    data = np.loadtxt(CL / "data_linear_10.txt", skiprows=1)
+    data = np.loadtxt(cl_fixtures / "data_linear_10.txt", skiprows=1)
     cg = skeleton_discovery(data, 0.05, CIT(data, "fisherz"), stable=True, show_progress=False)
     sk = cleann.skeleton(np.corrcoef(data.T), data.shape[0], 0.05, sepsets="all")
     assert np.array_equal(sk.adjacency, cg.G.graph != 0)
