@@ -8,7 +8,11 @@
 #include <vector>
 
 #include "ci.h"
+#include "ci_tester.h"
 #include "common.h"
+#include "learn.h"
+#include "orient.h"
+#include "pds_tree.h"
 #include "skeleton.h"
 
 namespace py = pybind11;
@@ -155,6 +159,149 @@ py::dict skeleton(const F64& corr, U8& adjacency, double num_samples, double alp
   return d;
 }
 
+// Runs FCI or ICD with Fisher z on `corr` [B, n, n], or with d-separation in a DAG when `dag` is
+// (total_nodes, parent_offset, parents) and corr is None.
+py::dict learn(const std::string& method, const py::object& corr_obj, const py::object& dag, U8& adjacency,
+               double num_samples, double alpha, double pivot_tol, int max_level, bool all_sepsets, bool pds_stage,
+               int max_pds_size, bool icd_stable, int64_t path_budget, int num_threads) {
+  expect(adjacency.ndim() == 3 && adjacency.shape(1) == adjacency.shape(2), "adjacency must have shape [B, n, n]",
+         adjacency);
+  cleann::LearnParams p;
+  p.num_graphs = adjacency.shape(0);
+  p.n = static_cast<int>(adjacency.shape(1));
+  p.max_level = max_level;
+  p.all_sepsets = all_sepsets;
+  p.pds_stage = pds_stage;
+  p.max_pds_size = max_pds_size;
+  p.icd_stable = icd_stable;
+  p.path_budget = path_budget;
+  p.num_threads = num_threads;
+  std::unique_ptr<cleann::CITester> tester;
+  F64 corr;
+  if (!corr_obj.is_none()) {
+    corr = corr_obj.cast<F64>();
+    expect(corr.ndim() == 3 && corr.shape(0) == adjacency.shape(0) && corr.shape(1) == adjacency.shape(1) &&
+               corr.shape(2) == adjacency.shape(2),
+           "corr must have the shape of adjacency " + shape_of(adjacency), corr);
+    tester = std::make_unique<cleann::FisherZTester>(corr.data(), p.num_graphs, p.n, num_samples, alpha, pivot_tol);
+  } else {
+    if (p.num_graphs != 1) throw cleann::ArgumentError("a d-separation oracle describes one graph, got a stack");
+    auto t = dag.cast<py::tuple>();
+    const int total = t[0].cast<int>();
+    auto off = t[1].cast<I64>();
+    auto par = t[2].cast<py::array_t<int32_t, py::array::c_style>>();
+    tester = std::make_unique<cleann::DSeparationTester>(
+        p.n, total, std::vector<int64_t>(off.data(), off.data() + off.size()),
+        std::vector<int32_t>(par.data(), par.data() + par.size()));
+  }
+  cleann::LearnResult res;
+  const uint8_t* adj = adjacency.data();
+  {
+    py::gil_scoped_release release;
+    if (method == "fci") {
+      cleann::fci(*tester, p, adj, res);
+    } else if (method == "icd") {
+      cleann::icd(*tester, p, adj, res);
+    } else {
+      throw cleann::ArgumentError("unknown method " + method);
+    }
+  }
+  py::dict d;
+  py::array_t<int8_t> marks({static_cast<py::ssize_t>(p.num_graphs), static_cast<py::ssize_t>(p.n),
+                             static_cast<py::ssize_t>(p.n)});
+  std::copy(res.marks.begin(), res.marks.end(), marks.mutable_data());
+  d["marks"] = marks;
+  auto per_level = [&](const std::vector<int64_t>& v) {
+    py::array_t<int64_t> a({static_cast<py::ssize_t>(res.num_levels), static_cast<py::ssize_t>(p.num_graphs)});
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+  };
+  d["tests"] = per_level(res.tests);
+  d["singular"] = per_level(res.singular);
+  py::array_t<int64_t> fired({static_cast<py::ssize_t>(p.num_graphs), static_cast<py::ssize_t>(11)});
+  py::array_t<int64_t> exhausted(static_cast<py::ssize_t>(p.num_graphs));
+  for (int64_t b = 0; b < p.num_graphs; ++b) {
+    std::copy(res.stats[b].fired, res.stats[b].fired + 11, fired.mutable_data() + b * 11);
+    exhausted.mutable_data()[b] = res.stats[b].budget_exhausted;
+  }
+  d["rules_fired"] = fired;
+  d["budget_exhausted"] = exhausted;
+  d["sep_graph"] = to_numpy(res.sep_graph);
+  d["sep_i"] = to_numpy(res.sep_i);
+  d["sep_j"] = to_numpy(res.sep_j);
+  d["sep_offset"] = to_numpy(res.sep_offset);
+  d["sep_members"] = to_numpy(res.sep_members);
+  return d;
+}
+
+// A SepsetTable from flat arrays: pair e is (i[e], j[e]) with members[offset[e] .. offset[e + 1]).
+cleann::SepsetTable sepset_table(int n, const I64& i, const I64& j, const I64& offset,
+                                 const py::array_t<int32_t, py::array::c_style>& members) {
+  expect(i.ndim() == 1 && j.ndim() == 1 && i.shape(0) == j.shape(0), "sepset i and j must be 1-D of one length", j);
+  expect(offset.ndim() == 1 && offset.shape(0) == i.shape(0) + 1, "sepset offsets must have one more entry than pairs",
+         offset);
+  cleann::SepsetTable t(n);
+  for (py::ssize_t e = 0; e < i.shape(0); ++e) {
+    const int64_t a = i.data()[e], b = j.data()[e], lo = offset.data()[e], hi = offset.data()[e + 1];
+    if (a < 0 || a >= n || b < 0 || b >= n || a == b)
+      throw cleann::ArgumentError("sepset pair (" + std::to_string(a) + ", " + std::to_string(b) + ") out of range");
+    if (lo < 0 || hi < lo || hi > members.size()) throw cleann::ArgumentError("sepset offsets out of range");
+    for (int64_t k = lo; k < hi; ++k)
+      if (members.data()[k] < 0 || members.data()[k] >= n)
+        throw cleann::ArgumentError("sepset member " + std::to_string(members.data()[k]) + " out of range");
+    t.add(static_cast<int>(a), static_cast<int>(b), members.data() + lo, static_cast<int>(hi - lo));
+  }
+  return t;
+}
+
+// Applies R0 (when asked) and the rules of `mask` to a copy of `marks`.
+py::tuple orient(const py::array_t<int8_t, py::array::c_style>& marks, const I64& sep_i, const I64& sep_j,
+                 const I64& sep_offset, const py::array_t<int32_t, py::array::c_style>& sep_members, bool r0,
+                 unsigned mask, int64_t budget) {
+  expect(marks.ndim() == 2 && marks.shape(0) == marks.shape(1), "marks must have shape [n, n]", marks);
+  const int n = static_cast<int>(marks.shape(0));
+  cleann::SepsetTable sep = sepset_table(n, sep_i, sep_j, sep_offset, sep_members);
+  py::array_t<int8_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(n)});
+  std::copy(marks.data(), marks.data() + marks.size(), out.mutable_data());
+  cleann::OrientStats stats;
+  {
+    py::gil_scoped_release release;
+    cleann::Marks g{n, out.mutable_data()};
+    if (r0) stats.fired[0] = cleann::rule0(g, sep);
+    cleann::apply_rules(g, sep, mask, stats, budget);
+  }
+  py::array_t<int64_t> fired(11);
+  std::copy(stats.fired, stats.fired + 11, fired.mutable_data());
+  return py::make_tuple(out, fired, stats.budget_exhausted);
+}
+
+// The PDS-tree of `root` on `marks`: (node, parent, depth) per occurrence and min depth per node.
+py::tuple pds_tree(const py::array_t<int8_t, py::array::c_style>& marks, int root, int max_depth) {
+  expect(marks.ndim() == 2 && marks.shape(0) == marks.shape(1), "marks must have shape [n, n]", marks);
+  const int n = static_cast<int>(marks.shape(0));
+  if (root < 0 || root >= n) throw cleann::ArgumentError("root " + std::to_string(root) + " out of range");
+  std::vector<int8_t> copy(marks.data(), marks.data() + marks.size());
+  cleann::PdsTree t;
+  {
+    py::gil_scoped_release release;
+    t = cleann::build_pds_tree(cleann::Marks{n, copy.data()}, root, max_depth);
+  }
+  return py::make_tuple(to_numpy(t.node), to_numpy(t.parent), to_numpy(t.depth), to_numpy(t.min_depth));
+}
+
+// Possible-ancestor matrix of `marks`: out[x, y] is true when x is a possible ancestor of y.
+py::array_t<bool> possible_ancestors(const py::array_t<int8_t, py::array::c_style>& marks) {
+  expect(marks.ndim() == 2 && marks.shape(0) == marks.shape(1), "marks must have shape [n, n]", marks);
+  const int n = static_cast<int>(marks.shape(0));
+  std::vector<int8_t> copy(marks.data(), marks.data() + marks.size());
+  const std::vector<uint64_t> anc = cleann::possible_ancestors(cleann::Marks{n, copy.data()});
+  const int w = cleann::words_per_row(n);
+  py::array_t<bool> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(n)});
+  for (int x = 0; x < n; ++x)
+    for (int y = 0; y < n; ++y) out.mutable_data()[x * n + y] = (anc[static_cast<size_t>(y) * w + x / 64] >> (x % 64)) & 1u;
+  return out;
+}
+
 py::dict build_info() {
   py::dict d;
   d["openmp"] = cleann::have_openmp();
@@ -184,5 +331,13 @@ PYBIND11_MODULE(_C, m) {
         py::arg("cond_size"));
   m.def("skeleton", &skeleton, py::arg("corr"), py::arg("adjacency"), py::arg("num_samples"), py::arg("alpha"),
         py::arg("max_level"), py::arg("all_sepsets"), py::arg("pivot_tol"), py::arg("num_threads") = 0);
+  m.def("learn", &learn, py::arg("method"), py::arg("corr"), py::arg("dag"), py::arg("adjacency"),
+        py::arg("num_samples"), py::arg("alpha"), py::arg("pivot_tol"), py::arg("max_level"), py::arg("all_sepsets"),
+        py::arg("pds_stage"), py::arg("max_pds_size"), py::arg("icd_stable"), py::arg("path_budget"),
+        py::arg("num_threads") = 0);
+  m.def("orient", &orient, py::arg("marks"), py::arg("sep_i"), py::arg("sep_j"), py::arg("sep_offset"),
+        py::arg("sep_members"), py::arg("r0"), py::arg("mask"), py::arg("budget"));
+  m.def("pds_tree", &pds_tree, py::arg("marks"), py::arg("root"), py::arg("max_depth"));
+  m.def("possible_ancestors", &possible_ancestors, py::arg("marks"));
   m.def("build_info", &build_info);
 }

@@ -35,8 +35,12 @@ struct SkeletonResult {
 // skeleton on exit.
 void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out);
 
+class CITester;
+
 namespace cpu {
 void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out);
+// The same search with any CI tester (p.corr, num_samples, alpha and pivot_tol are ignored).
+void skeleton_with(const CITester& tester, const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out);
 }
 
 }  // namespace cleann

@@ -1,12 +1,13 @@
 // CPU PC-stable skeleton. Each level reads neighbour lists built at its start and applies its
 // removals only at its end, so the edges of a level are independent: they are spread over OpenMP
 // threads in one flat list across the whole stack. Within one edge, conditioning sets are walked
-// in lexicographic order (first from adj(i) \ {j}, then the sets from adj(j) \ {i} not tried yet),
-// reusing the Cholesky rows of the unchanged prefix from one set to the next.
+// in lexicographic order (first from adj(i) \ {j}, then the sets from adj(j) \ {i} not tried yet);
+// the Fisher-z worker reuses the factorisation of the unchanged prefix from one set to the next.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "ci_tester.h"
 #include "common.h"
 #include "pcorr.h"
 #include "skeleton.h"
@@ -27,40 +28,28 @@ struct EdgeOutcome {
   std::vector<int32_t> sets;  // their members, `level` each
 };
 
-struct Scratch {
-  std::vector<double> buf;
-  std::vector<int32_t> idx, S;
-  PcorrState st;
-  explicit Scratch(int l) : buf(PcorrState::scratch_size(l) + 1), idx(l + 1), S(l + 1) { st.bind(buf.data(), l); }
-};
-
 // Walks the l-subsets of nb[0..m) in lexicographic order; `skip(S)` says a set was already tried.
 // Returns true when the edge should stop (first independence in "first" mode).
-template <typename Skip>
-bool walk_side(const double* R, int64_t n, int32_t i, int32_t j, const int32_t* nb, int m, int l,
-               const FisherZ& fz, const SkeletonParams& p, Scratch& sc, EdgeOutcome& res, Skip skip) {
-  const double* Ri = R + static_cast<int64_t>(i) * n;
-  const double* Rj = R + static_cast<int64_t>(j) * n;
+template <typename Worker, typename Skip>
+bool walk_side(Worker& w, const int32_t* nb, int m, int l, bool all_sepsets, std::vector<int32_t>& idx,
+               std::vector<int32_t>& S, EdgeOutcome& res, Skip skip) {
   if (m < l) return false;
-  int32_t* idx = sc.idx.data();
-  int32_t* S = sc.S.data();
   for (int a = 0; a < l; ++a) idx[a] = a;
-  int changed = 0;   // first position of S that changed since S was last written
-  int dirty = 0;     // first row of the Cholesky state that no longer matches S
+  int changed = 0;  // first position of S that changed since the last test
+  int pending = 0;
   for (;;) {
     for (int a = changed; a < l; ++a) S[a] = nb[idx[a]];
-    dirty = std::min(dirty, changed);
-    if (!skip(S)) {
-      sc.st.update(R, n, Ri, Rj, S, dirty, p.pivot_tol);
-      dirty = l;
-      double num, di, dj;
+    pending = std::min(pending, changed);
+    if (!skip(S.data())) {
+      const int8_t r = w.test(S.data(), pending);
+      pending = l;
       ++res.tests;
-      if (!sc.st.terms(i, j, Ri, Rj, p.pivot_tol, num, di, dj)) {
+      if (r == kSingular) {
         ++res.singular;
-      } else if (is_independent(num, di, dj, fz)) {
+      } else if (r == kIndependent) {
         ++res.found;
-        res.sets.insert(res.sets.end(), S, S + l);
-        if (!p.all_sepsets) return true;
+        res.sets.insert(res.sets.end(), S.begin(), S.begin() + l);
+        if (!all_sepsets) return true;
       }
     }
     int a = l - 1;
@@ -72,9 +61,9 @@ bool walk_side(const double* R, int64_t n, int32_t i, int32_t j, const int32_t* 
   }
 }
 
-}  // namespace
-
-void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) {
+template <typename MakeWorker>
+void skeleton_impl(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out, MakeWorker make_worker,
+                   const CITester& tester) {
   const int64_t B = p.num_graphs, n = p.n, nn = n * n;
   const int nt = resolve_threads(p.num_threads);
   (void)nt;
@@ -107,22 +96,21 @@ void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) 
             tasks.push_back({b, static_cast<int32_t>(i), j});
         }
     if (tasks.empty()) break;
-    const FisherZ fz = make_fisher_z(p.alpha, p.num_samples, level);  // throws if N too small
+    tester.check_level(level);  // throws if sets of this size cannot be tested
 
     outcomes.assign(tasks.size(), EdgeOutcome{});
     const int64_t num_tasks = static_cast<int64_t>(tasks.size());
 #if defined(CLEANN_WITH_OPENMP)
-#pragma omp parallel num_threads(nt) if (num_tasks > 64)
+#pragma omp parallel num_threads(nt) if (num_tasks > 256)
 #endif
     {
-      Scratch sc(level);
-      std::vector<int32_t> nbi, nbj;
+      auto worker = make_worker();
+      std::vector<int32_t> nbi, nbj, idx(level + 1), S(level + 1);
 #if defined(CLEANN_WITH_OPENMP)
-#pragma omp for schedule(dynamic, 8)
+#pragma omp for schedule(dynamic, 16)
 #endif
       for (int64_t t = 0; t < num_tasks; ++t) {
         const EdgeTask& e = tasks[t];
-        const double* R = p.corr + e.graph * nn;
         const uint8_t* adj_i = adjacency + e.graph * nn + static_cast<int64_t>(e.i) * n;
         const int32_t* ni = nb.data() + nb_offset[e.graph * n + e.i];
         const int32_t* nj = nb.data() + nb_offset[e.graph * n + e.j];
@@ -133,14 +121,16 @@ void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) 
         for (int64_t k = 0; k < degree(e.graph, e.j); ++k)
           if (nj[k] != e.i) nbj.push_back(nj[k]);
         EdgeOutcome& res = outcomes[t];
-        const bool stop = walk_side(R, n, e.i, e.j, nbi.data(), static_cast<int>(nbi.size()), level, fz, p,
-                                    sc, res, [](const int32_t*) { return false; });
+        auto& w = *worker;
+        w.begin(e.graph, e.i, e.j, level);
+        const bool stop = walk_side(w, nbi.data(), static_cast<int>(nbi.size()), level, p.all_sepsets, idx, S, res,
+                                    [](const int32_t*) { return false; });
         if (!stop) {
           // A set from adj(j) lying wholly inside adj(i) \ {j} was tried from i's side.
-          walk_side(R, n, e.i, e.j, nbj.data(), static_cast<int>(nbj.size()), level, fz, p, sc, res,
-                    [&](const int32_t* S) {
+          walk_side(w, nbj.data(), static_cast<int>(nbj.size()), level, p.all_sepsets, idx, S, res,
+                    [&](const int32_t* s) {
                       for (int a = 0; a < level; ++a)
-                        if (!adj_i[S[a]]) return false;
+                        if (!adj_i[s[a]]) return false;
                       return true;
                     });
         }
@@ -154,11 +144,10 @@ void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) 
     int64_t* singular = out.singular.data() + static_cast<int64_t>(level) * B;
     for (int64_t t = 0; t < num_tasks; ++t) {
       const EdgeTask& e = tasks[t];
-      EdgeOutcome& res = outcomes[t];
+      const EdgeOutcome& res = outcomes[t];
       tests[e.graph] += res.tests;
       singular[e.graph] += res.singular;
-      const int64_t count = res.found;
-      if (count == 0) continue;
+      if (res.found == 0) continue;
       adjacency[e.graph * nn + static_cast<int64_t>(e.i) * n + e.j] = 0;
       adjacency[e.graph * nn + static_cast<int64_t>(e.j) * n + e.i] = 0;
       out.edge_graph.push_back(e.graph);
@@ -166,10 +155,25 @@ void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) 
       out.edge_j.push_back(e.j);
       out.edge_level.push_back(level);
       out.set_offset.push_back(static_cast<int64_t>(out.set_members.size()));
-      out.set_count.push_back(count);
+      out.set_count.push_back(res.found);
       out.set_members.insert(out.set_members.end(), res.sets.begin(), res.sets.end());
     }
     out.num_levels = level + 1;
+  }
+}
+
+}  // namespace
+
+void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) {
+  const FisherZTester tester(p.corr, p.num_graphs, static_cast<int>(p.n), p.num_samples, p.alpha, p.pivot_tol);
+  skeleton_impl(p, adjacency, out, [&] { return std::make_unique<FisherZTester::Worker>(tester); }, tester);
+}
+
+void skeleton_with(const CITester& tester, const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) {
+  if (auto* fz = dynamic_cast<const FisherZTester*>(&tester)) {  // the devirtualised fast path
+    skeleton_impl(p, adjacency, out, [&] { return std::make_unique<FisherZTester::Worker>(*fz); }, tester);
+  } else {
+    skeleton_impl(p, adjacency, out, [&] { return tester.worker(); }, tester);
   }
 }
 

@@ -4,11 +4,12 @@ The compiled core ``cleann._C`` runs the batched partial-correlation CI tests an
 search; ``cleann._reference`` holds the slow NumPy versions they are tested against.
 """
 
-from . import graph
+from . import graph, oracle
 from ._backend import BackendUnavailableError
 from ._core import CoreUnavailableError
 from .ci import CIResult, ci_test, fisher_z_pvalue, partial_correlation
 from .correlation import attention_to_correlation
+from ._learn import fci, icd
 from .graph import Graph
 from .skeleton import SepSets, Skeleton, skeleton
 
@@ -24,7 +25,10 @@ __all__ = [
     "attention_to_correlation",
     "ci_test",
     "fisher_z_pvalue",
+    "fci",
     "graph",
+    "icd",
+    "oracle",
     "partial_correlation",
     "skeleton",
 ]

@@ -161,3 +161,52 @@ def skeleton(R, num_samples, alpha=0.01, max_level=None, sepsets="first", pivot_
         singular.append(s)
         level += 1
     return adj, found, tests, singular
+
+
+def possible_ancestors(marks) -> np.ndarray:
+    """[x, y] true when a potentially directed path runs from x to y (x -> ... -> y with no
+    arrowhead at the near end and no tail at the far end of every edge); x is its own."""
+    m = np.asarray(marks)
+    k = m.shape[0]
+    out = np.eye(k, dtype=bool)
+    for x in range(k):
+        stack, seen = [x], {x}
+        while stack:
+            u = stack.pop()
+            for v in range(k):
+                if v not in seen and m[u, v] != 0 and m[v, u] != 2 and m[u, v] != 3:
+                    seen.add(v)
+                    out[x, v] = True
+                    stack.append(v)
+    return out
+
+
+def pds_tree(marks, root: int, max_depth=None):
+    """PDS-tree as (node, parent, depth) per occurrence, explored breadth-first over skeleton edges,
+    each used once; the path ... a, b extends over b-c when b is a possible collider there
+    (a *-> b <-* c, or a and c adjacent)."""
+    m = np.asarray(marks)
+    k = m.shape[0]
+    open_edges = {(a, b) for a in range(k) for b in range(k) if m[a, b] != 0}
+    occ = [(root, -1, 0)]
+    queue = []
+    for v in range(k):
+        if m[root, v] != 0:
+            occ.append((v, 0, 1))
+            queue.append((root, len(occ) - 1))
+            open_edges.discard((root, v))
+            open_edges.discard((v, root))
+    while queue:
+        a, o = queue.pop(0)
+        b, _, d = occ[o]
+        if max_depth is not None and d >= max_depth:
+            continue
+        for c in range(k):
+            if (b, c) not in open_edges or c == a:
+                continue
+            if m[a, c] != 0 or (m[a, b] == 2 and m[c, b] == 2):
+                open_edges.discard((b, c))
+                open_edges.discard((c, b))
+                occ.append((c, o, d + 1))
+                queue.append((b, len(occ) - 1))
+    return occ

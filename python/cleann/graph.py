@@ -57,6 +57,8 @@ class Graph:
         params: the arguments of the learner that produced it.
         tests_per_level: CI tests per conditioning-set size, when a learner produced it.
         backend: which implementation ran.
+        sepsets: separating sets of the removed pairs, keyed by node positions (i, j), i < j.
+        info: learner diagnostics (singular tests per level, how often each rule fired, ...).
     """
 
     marks: np.ndarray
@@ -66,6 +68,8 @@ class Graph:
     params: dict = field(default_factory=dict)
     tests_per_level: np.ndarray | None = None
     backend: str | None = None
+    sepsets: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.marks = check_marks(self.marks)
@@ -185,3 +189,80 @@ def from_causallearn(G, kind: str = "PAG", nodes=None, labels=None) -> Graph:
         raise ValueError(f"causal-learn marks must be 0, -1, 1 or 2, got {arr[bad]} at {bad}")
     at = np.vectorize(_FROM_CL.get, otypes=[np.int8])(vals) if vals.size else vals.astype(np.int8)
     return Graph(at.T.copy(), nodes=nodes, kind=kind, labels=labels)
+
+
+def _sepset_arrays(sepsets: dict, k: int):
+    keys = sorted(sepsets)
+    i = np.array([min(a, b) for a, b in keys], dtype=np.int64)
+    j = np.array([max(a, b) for a, b in keys], dtype=np.int64)
+    members = [int(v) for key in keys for v in sepsets[key]]
+    offset = np.zeros(len(keys) + 1, dtype=np.int64)
+    offset[1:] = np.cumsum([len(sepsets[key]) for key in keys])
+    return i, j, offset, np.asarray(members, dtype=np.int32)
+
+
+def orient(graph, sepsets: dict | None = None, rules=range(1, 11), r0: bool = False, path_budget: int = 1 << 20):
+    """Applies R0 (with ``r0=True``) and Zhang's rules to a copy of ``graph``'s marks.
+
+    Args:
+        graph: a :class:`Graph` or a marks matrix.
+        sepsets: {(a, b): separating set} over node positions (default: the graph's own).
+        rules: the rule numbers (1-10) to apply, each in turn, in passes until none changes a mark.
+
+    Returns:
+        (marks, fired): the new int8 marks and how often each rule R0-R10 fired.
+    """
+    from ._core import core
+
+    marks = graph.marks if isinstance(graph, Graph) else check_marks(graph)
+    if sepsets is None:
+        sepsets = graph.sepsets if isinstance(graph, Graph) else {}
+    rules = [int(r) for r in rules]
+    if any(r < 1 or r > 10 for r in rules):
+        raise ValueError(f"rules must be numbers 1-10, got {rules}")
+    mask = sum(1 << r for r in set(rules))
+    i, j, offset, members = _sepset_arrays(sepsets, marks.shape[0])
+    out, fired, _ = core().orient(np.ascontiguousarray(marks, dtype=np.int8), i, j, offset, members, bool(r0),
+                                  mask, int(path_budget))
+    return out, fired
+
+
+def possible_ancestors(graph) -> np.ndarray:
+    """bool [k, k]: ``[x, y]`` is true when a potentially directed path runs from x to y."""
+    from ._core import core
+
+    marks = graph.marks if isinstance(graph, Graph) else check_marks(graph)
+    return core().possible_ancestors(np.ascontiguousarray(marks, dtype=np.int8))
+
+
+@dataclass
+class PdsTree:
+    """A PDS-tree: node occurrences reached from the root along possible-d-sep paths.
+
+    Attributes:
+        root: the root's node position.
+        node, parent, depth: per occurrence (occurrence 0 is the root, parent -1).
+        distance: {node position: smallest depth} for every node in the tree.
+    """
+
+    root: int
+    node: np.ndarray
+    parent: np.ndarray
+    depth: np.ndarray
+    distance: dict
+
+    def children(self, occurrence: int) -> list[int]:
+        return [int(c) for c in np.flatnonzero(self.parent == occurrence)]
+
+
+def pds_tree(graph, root: int, max_depth: int | None = None) -> PdsTree:
+    """The PDS-tree rooted at node position ``root`` (depth at most ``max_depth``)."""
+    from ._core import core
+
+    marks = graph.marks if isinstance(graph, Graph) else check_marks(graph)
+    k = marks.shape[0]
+    if isinstance(root, bool) or not isinstance(root, (int, np.integer)) or not 0 <= root < k:
+        raise ValueError(f"root must be a node position in [0, {k}), got {root!r}")
+    node, parent, depth, min_depth = core().pds_tree(np.ascontiguousarray(marks, dtype=np.int8), int(root),
+                                                     -1 if max_depth is None else int(max_depth))
+    return PdsTree(int(root), node, parent, depth, {int(v): int(d) for v, d in enumerate(min_depth) if d >= 0})

@@ -1,0 +1,171 @@
+"""PAG learners over attention correlation matrices: FCI, ICD, and ABCD over batches of heads."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _backend, _core
+from ._checks import alpha_value, corr_stack, num_samples_value, threads_value, to_numpy
+from .ci import PIVOT_TOL
+from .graph import Graph
+from .oracle import DSeparation
+
+ICD_MODES = ("stable", "sequential")
+_RULES = [f"R{k}" for k in range(11)]
+
+
+def _node_lists(nodes, batched: bool, B: int, n: int) -> list[np.ndarray]:
+    """One ascending array of token indices per graph."""
+    if nodes is None:
+        return [np.arange(n, dtype=np.int64) for _ in range(B)]
+    per_graph = batched and len(nodes) == B and all(np.ndim(x) == 1 for x in nodes) and len(nodes) > 0 \
+        and not isinstance(nodes[0], numbers.Integral)
+    lists = list(nodes) if per_graph else [nodes] * B
+    out = []
+    for b, x in enumerate(lists):
+        a = to_numpy(x, "nodes")
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"nodes must be a non-empty list of token indices, got shape {list(a.shape)}"
+                             + (f" for graph {b}" if per_graph else ""))
+        if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"nodes must hold integers, got dtype {a.dtype}")
+        if a.min() < 0 or a.max() >= n:
+            bad = int(a[(a < 0) | (a >= n)][0])
+            raise ValueError(f"node {bad} out of range [0, {n})" + (f" in graph {b}" if per_graph else ""))
+        if len(np.unique(a)) != len(a):
+            raise ValueError("nodes must be distinct")
+        out.append(np.sort(a.astype(np.int64)))
+    return out
+
+
+def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, possible_dsep, max_pds_size, mode,
+           backend, pivot_tol, num_threads, path_budget):
+    if max_level is not None and (isinstance(max_level, bool) or not isinstance(max_level, numbers.Integral)
+                                  or max_level < 0):
+        raise ValueError(f"max_level must be a non-negative integer or None, got {max_level!r}")
+    if sepsets not in ("first", "all"):
+        raise ValueError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
+    if max_pds_size is not None and (not isinstance(max_pds_size, numbers.Integral) or max_pds_size < 0):
+        raise ValueError(f"max_pds_size must be a non-negative integer or None, got {max_pds_size!r}")
+    nt = threads_value(num_threads)
+    which = _backend.resolve(backend, method)
+    if which == "numpy":
+        raise _backend.BackendUnavailableError(f"{method} has no NumPy implementation; use backend='cpu'")
+    C = _core.core()
+    params = {"method": method, "alpha": None, "num_samples": None, "max_level": max_level, "sepsets": sepsets}
+    if method == "fci":
+        params.update(possible_dsep=possible_dsep, max_pds_size=max_pds_size)
+    else:
+        params.update(mode=mode)
+    if isinstance(R, DSeparation):
+        node_lists = _node_lists(nodes, False, 1, R.n)
+        k = len(node_lists[0])
+        if k != R.n:
+            raise ValueError("nodes cannot select a subset of a d-separation oracle's observed nodes; "
+                             "pass observed= to DSeparation instead")
+        adj = np.ones((1, k, k), np.uint8)
+        adj[0, np.arange(k), np.arange(k)] = 0
+        raw = C.learn(method, None, R._dag, adj, 1.0, 0.5, 0.0, -1 if max_level is None else int(max_level),
+                      sepsets == "all", bool(possible_dsep), -1 if max_pds_size is None else int(max_pds_size),
+                      mode == "stable", int(path_budget), nt)
+        params["ci_test"] = "d-separation"
+        return _graphs(raw, node_lists, params, which)[0]
+    corr, batched = corr_stack(R, "R")
+    params["num_samples"] = N = num_samples_value(num_samples) if num_samples is not None else None
+    if N is None:
+        raise ValueError("num_samples is required (for attention: the model's hidden size)")
+    params["alpha"] = a = alpha_value(alpha)
+    params["ci_test"] = "fisher-z"
+    B, n = corr.shape[0], corr.shape[1]
+    node_lists = _node_lists(nodes, batched, B, n)
+    k = max(len(x) for x in node_lists)
+    sub = np.zeros((B, k, k))
+    adj = np.zeros((B, k, k), np.uint8)
+    for b, x in enumerate(node_lists):
+        m = len(x)
+        sub[b] = np.eye(k)
+        sub[b, :m, :m] = corr[b][np.ix_(x, x)]
+        adj[b, :m, :m] = 1
+        adj[b, np.arange(m), np.arange(m)] = 0
+    raw = C.learn(method, np.ascontiguousarray(sub), None, adj, N, a, float(pivot_tol),
+                  -1 if max_level is None else int(max_level), sepsets == "all", bool(possible_dsep),
+                  -1 if max_pds_size is None else int(max_pds_size), mode == "stable", int(path_budget), nt)
+    graphs = _graphs(raw, node_lists, params, which)
+    return graphs if batched else graphs[0]
+
+
+def _graphs(raw, node_lists, params, backend) -> list[Graph]:
+    out = []
+    tests = raw["tests"].T
+    singular = raw["singular"].T
+    seps = {}
+    for e in range(len(raw["sep_graph"])):
+        b, i, j = int(raw["sep_graph"][e]), int(raw["sep_i"][e]), int(raw["sep_j"][e])
+        seps.setdefault(b, {})[(i, j)] = tuple(int(v) for v in
+                                                raw["sep_members"][raw["sep_offset"][e]:raw["sep_offset"][e + 1]])
+    for b, x in enumerate(node_lists):
+        m = len(x)
+        levels = tests[b]
+        last = int(np.flatnonzero(levels)[-1]) + 1 if levels.any() else 0
+        g = Graph(raw["marks"][b, :m, :m].copy(), nodes=x, kind="PAG", params=dict(params),
+                  tests_per_level=levels[:last].copy(), backend=backend)
+        g.info = {
+            "singular_per_level": singular[b, :last].copy(),
+            "rules_fired": dict(zip(_RULES, raw["rules_fired"][b].tolist())),
+            "path_budget_exhausted": int(raw["budget_exhausted"][b]),
+        }
+        g.sepsets = {key: val for key, val in seps.get(b, {}).items() if key[0] < m and key[1] < m}
+        out.append(g)
+    return out
+
+
+def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int | None = None,
+        sepsets: str = "first", possible_dsep: bool = True, max_pds_size: int | None = None,
+        backend: str = "auto", pivot_tol: float = PIVOT_TOL, num_threads: int | None = None,
+        path_budget: int = 1 << 20):
+    """FCI: PC-stable skeleton, R0, the possible-d-sep stage, R0 again, then Zhang's R1-R10.
+
+    Args:
+        R: correlation matrix [n, n] or stack [B, n, n] (NumPy or torch), or a
+            :class:`cleann.oracle.DSeparation` oracle (then num_samples and alpha are unused).
+        num_samples: N of the Fisher z test (for attention: the model's hidden size).
+        alpha: significance level.
+        nodes: token indices that are graph nodes (the others are latent: never nodes nor
+            conditioning variables); for a stack, one list for all graphs or one list per graph.
+        max_level: largest conditioning set in the skeleton stage.
+        sepsets: "first" or "all" (skeleton stage; see :func:`cleann.skeleton`).
+        possible_dsep: run the possible-d-sep stage.
+        max_pds_size: largest possible-d-sep subset tested (None: all).
+        path_budget: cap on the partial paths one orientation path search may extend; a search
+            that reaches it leaves the mark a circle and is counted in ``graph.info``.
+
+    Returns:
+        a :class:`cleann.Graph` (kind "PAG"; ``marks`` over ``nodes`` in ascending order), or a
+        list of them for a stack. ``tests_per_level`` counts every CI test, ``sepsets`` maps
+        removed node-position pairs to their separating sets, ``info`` holds rule counts.
+    """
+    return _learn("fci", R, num_samples, alpha, nodes, max_level=max_level, sepsets=sepsets,
+                  possible_dsep=possible_dsep, max_pds_size=max_pds_size, mode="stable", backend=backend,
+                  pivot_tol=pivot_tol, num_threads=num_threads, path_budget=path_budget)
+
+
+def icd(R, num_samples=None, alpha: float = 0.01, nodes=None, mode: str = "stable", *,
+        max_level: int | None = None, backend: str = "auto", pivot_tol: float = PIVOT_TOL,
+        num_threads: int | None = None, path_budget: int = 1 << 20):
+    """ICD (iterative causal discovery): a PAG, refined by conditioning-set size.
+
+    Iteration r tests each remaining edge with sets of size r (r = 0: none; r = 1: single
+    neighbours; r >= 2: sets from the PDS-trees of its end points whose members are possible
+    ancestors of either end), then re-orients the graph. ``mode="stable"`` draws every edge's
+    candidates from the graph at the start of the iteration; ``"sequential"`` deletes edges as it
+    goes, as the reference implementation does (iterating in ascending node order).
+
+    Arguments and result as in :func:`fci`; ``max_level`` caps r.
+    """
+    if mode not in ICD_MODES:
+        raise ValueError(f"mode must be 'stable' or 'sequential', got {mode!r}")
+    return _learn("icd", R, num_samples, alpha, nodes, max_level=max_level, sepsets="first",
+                  possible_dsep=False, max_pds_size=None, mode=mode, backend=backend, pivot_tol=pivot_tol,
+                  num_threads=num_threads, path_budget=path_budget)
