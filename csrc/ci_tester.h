@@ -3,6 +3,7 @@
 // the factorisation of the unchanged prefix of S from one set to the next).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -36,8 +37,14 @@ class CITester {
 class FisherZTester final : public CITester {
  public:
   FisherZTester(const double* corr, int64_t num_graphs, int n, double num_samples, double alpha, double pivot_tol)
-      : corr_(corr), B_(num_graphs), n_(n), N_(num_samples), alpha_(alpha), tol_(pivot_tol) {
-    fisher_z_critical(alpha);  // validates alpha
+      : corr_(corr), B_(num_graphs), n_(n), N_(num_samples), alpha_(alpha), tol_(pivot_tol),
+        z_crit_(fisher_z_critical(alpha)) {}
+
+  // The decision constants for sets of size l (throws when N - l - 3 <= 0).
+  FisherZ level_constants(int level) const {
+    check_level(level);
+    const double t = std::tanh(z_crit_ / std::sqrt(N_ - level - 3.0));
+    return FisherZ{t, t * t, N_, alpha_, level};
   }
 
   class Worker final : public CIWorker {
@@ -51,7 +58,7 @@ class FisherZTester final : public CITester {
       Rj_ = R_ + static_cast<int64_t>(j) * t_.n_;
       if (level != level_) {
         level_ = level;
-        fz_ = make_fisher_z(t_.alpha_, t_.N_, level);
+        fz_ = t_.level_constants(level);
         buf_.assign(PcorrState::scratch_size(level) + 1, 0.0);
       }
       st_.bind(buf_.data(), level);
@@ -77,7 +84,9 @@ class FisherZTester final : public CITester {
 
   int64_t num_graphs() const override { return B_; }
   int num_nodes() const override { return n_; }
-  void check_level(int level) const override { fisher_z_threshold(alpha_, N_, level); }
+  void check_level(int level) const override {
+    if (!(N_ - level - 3.0 > 0.0)) fisher_z_threshold(alpha_, N_, level);  // throws with the message
+  }
   std::unique_ptr<CIWorker> worker() const override { return std::make_unique<Worker>(*this); }
   Worker concrete_worker() const { return Worker(*this); }
 
@@ -85,7 +94,7 @@ class FisherZTester final : public CITester {
   const double* corr_;
   int64_t B_;
   int n_;
-  double N_, alpha_, tol_;
+  double N_, alpha_, tol_, z_crit_;
 };
 
 // Perfect CI oracle: d-separation in a DAG whose first `n` nodes are the observed ones (the rest

@@ -33,10 +33,16 @@ struct IcdGraph {
 struct TreeCache {
   std::vector<PdsTree> trees;
   std::vector<char> built;
+  PdsScratch scratch;
+  bool prepared = false;
   const PdsTree& get(const Marks& g, int v, int r, bool fresh) {
+    if (fresh || !prepared) {  // the sequential mode's graph changes between edges
+      scratch.prepare(g);
+      prepared = true;
+    }
     if (fresh) {
       trees.resize(1);
-      trees[0] = build_pds_tree(g, v, r);
+      trees[0] = build_pds_tree(g, v, r, &scratch);
       return trees[0];
     }
     if (built.empty()) {
@@ -44,7 +50,7 @@ struct TreeCache {
       built.assign(g.n, 0);
     }
     if (!built[v]) {
-      trees[v] = build_pds_tree(g, v, r);
+      trees[v] = build_pds_tree(g, v, r, &scratch);
       built[v] = 1;
     }
     return trees[v];
@@ -80,12 +86,29 @@ void candidates(const Marks& g, const std::vector<uint64_t>& anc, int i, int j, 
 }
 
 // The r = 1 candidates: neighbours of i (but j) in ascending order, then those of j not listed.
-void single_candidates(const Marks& g, int i, int j, std::vector<CandidateSet>& out) {
-  out.clear();
-  for (int v = 0; v < g.n; ++v)
-    if (v != j && g.adjacent(i, v)) out.push_back({{v}, 0});
-  for (int v = 0; v < g.n; ++v)
-    if (v != i && g.adjacent(j, v) && !g.adjacent(i, v)) out.push_back({{v}, 0});
+// Tested in place, without building a candidate list. Returns true when a set was tested.
+bool test_singles(const CITester& tester, CIWorker& w, const Marks& source, IcdGraph& G, int64_t graph, int i,
+                  int j) {
+  bool started = false;
+  for (int side = 0; side < 2; ++side) {
+    const int a = side ? j : i, other = side ? i : j;
+    for (int32_t v = 0; v < source.n; ++v) {
+      if (v == other || !source.adjacent(a, v) || (side && source.adjacent(i, v))) continue;
+      if (!started) {
+        tester.check_level(1);
+        w.begin(graph, i, j, 1);
+        started = true;
+      }
+      const int8_t outcome = w.test(&v, 0);
+      G.counts.add(1, outcome);
+      if (outcome == kIndependent) {
+        G.g.orient(i, j, kNone, kNone);
+        G.sep.set(i, j, &v, 1);
+        return true;
+      }
+    }
+  }
+  return started;
 }
 
 // Tests the candidates in order; on the first independence removes the edge and records the set.
@@ -142,10 +165,10 @@ bool iteration(const CITester& tester, CIWorker& w, IcdGraph& G, int64_t graph, 
     for (int j = i + 1; j < n; ++j) {
       if (!G.g.adjacent(i, j)) continue;
       if (r == 1) {
-        single_candidates(source, i, j, cands);
-      } else {
-        candidates(source, anc, i, j, r, cache, !stable, cands);
+        tested |= test_singles(tester, w, source, G, graph, i, j);
+        continue;
       }
+      candidates(source, anc, i, j, r, cache, !stable, cands);
       bool removed = false;
       tested |= test_edge(tester, w, G, graph, i, j, r, cands, removed);
       if (removed && !stable && r >= 2) anc = possible_ancestors(G.g);

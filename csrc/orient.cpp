@@ -8,8 +8,8 @@ namespace {
 // Depth-first search over simple uncovered potentially directed paths from `start` (whose
 // predecessor on the path is `prev`) to `target`; nodes marked in `blocked` are not entered.
 // Returns 1 found, 0 none, -1 budget exhausted.
-int uncovered_pd_path_exists(const Marks& g, int prev, int start, int target, std::vector<char>& on_path,
-                             int64_t& budget) {
+int uncovered_pd_path_exists(const Marks& g, const std::vector<std::vector<int>>& nb, int prev, int start,
+                             int target, std::vector<char>& on_path, int64_t& budget) {
   if (start == target) return 1;
   struct Frame {
     int node, prev, next;
@@ -21,8 +21,9 @@ int uncovered_pd_path_exists(const Marks& g, int prev, int start, int target, st
   while (!stack.empty()) {
     Frame& f = stack.back();
     bool pushed = false;
-    while (f.next < g.n) {
-      const int v = f.next++;
+    const std::vector<int>& around = nb[f.node];
+    while (f.next < static_cast<int>(around.size())) {
+      const int v = around[f.next++];
       if (on_path[v] || !g.pd(f.node, v)) continue;
       if (f.prev >= 0 && g.adjacent(f.prev, v)) continue;  // the triple (prev, node, v) must be unshielded
       if (v == target) {
@@ -49,7 +50,8 @@ int uncovered_pd_path_exists(const Marks& g, int prev, int start, int target, st
 }
 
 // Plain reachability over potentially directed edges from `from`, never entering `avoid`.
-bool pd_reachable(const Marks& g, int from, int target, int avoid, std::vector<int>& queue, std::vector<char>& seen) {
+bool pd_reachable(const Marks& g, const std::vector<std::vector<int>>& nb, int from, int target, int avoid,
+                  std::vector<int>& queue, std::vector<char>& seen) {
   std::fill(seen.begin(), seen.end(), 0);
   queue.clear();
   queue.push_back(from);
@@ -58,7 +60,7 @@ bool pd_reachable(const Marks& g, int from, int target, int avoid, std::vector<i
   for (size_t h = 0; h < queue.size(); ++h) {
     const int u = queue[h];
     if (u == target) return true;
-    for (int v = 0; v < g.n; ++v)
+    for (int v : nb[u])
       if (!seen[v] && g.pd(u, v)) {
         seen[v] = 1;
         queue.push_back(v);
@@ -75,8 +77,10 @@ struct Rules {
   std::vector<char> on_path, seen;
   std::vector<int> queue, steps_a, steps_b;
 
+  std::vector<std::vector<int>> nb;  // the skeleton does not change while marks are oriented
+
   Rules(Marks& g_, const SepsetTable& s, OrientStats& st, int64_t b)
-      : g(g_), sep(s), stats(st), budget(b), on_path(g_.n, 0), seen(g_.n, 0) {}
+      : g(g_), sep(s), stats(st), budget(b), on_path(g_.n, 0), seen(g_.n, 0), nb(neighbours(g_)) {}
 
   int n() const { return g.n; }
 
@@ -84,9 +88,9 @@ struct Rules {
   bool r1() {
     bool changed = false;
     for (int b = 0; b < n(); ++b)
-      for (int c = 0; c < n(); ++c) {
+      for (int c : nb[b]) {
         if (g.at(c, b) != kCircle) continue;
-        for (int a = 0; a < n(); ++a) {
+        for (int a : nb[b]) {
           if (a == c || !g.into(a, b) || g.adjacent(a, c)) continue;
           g.orient(b, c, kTail, kArrow);
           ++stats.fired[1];
@@ -101,10 +105,10 @@ struct Rules {
   bool r2() {
     bool changed = false;
     for (int a = 0; a < n(); ++a)
-      for (int c = 0; c < n(); ++c) {
+      for (int c : nb[a]) {
         if (g.at(a, c) != kCircle) continue;
-        for (int b = 0; b < n(); ++b) {
-          if (b == a || b == c || !g.into(a, b) || !g.into(b, c)) continue;
+        for (int b : nb[a]) {
+          if (b == c || !g.into(a, b) || !g.into(b, c)) continue;
           if (g.at(b, a) == kTail || g.at(c, b) == kTail) {
             g.set(a, c, kArrow);
             ++stats.fired[2];
@@ -120,13 +124,14 @@ struct Rules {
   bool r3() {
     bool changed = false;
     for (int b = 0; b < n(); ++b)
-      for (int d = 0; d < n(); ++d) {
-        if (d == b || g.at(d, b) != kCircle) continue;
+      for (int d : nb[b]) {
+        if (g.at(d, b) != kCircle) continue;
         bool done = false;
-        for (int a = 0; a < n() && !done; ++a) {
+        for (int a : nb[b]) {
+          if (done) break;
           if (a == d || !g.into(a, b) || g.at(a, d) != kCircle) continue;
-          for (int c = a + 1; c < n(); ++c) {
-            if (c == d || !g.into(c, b) || g.at(c, d) != kCircle || g.adjacent(a, c)) continue;
+          for (int c : nb[b]) {
+            if (c <= a || c == d || !g.into(c, b) || g.at(c, d) != kCircle || g.adjacent(a, c)) continue;
             g.set(d, b, kArrow);
             ++stats.fired[3];
             changed = done = true;
@@ -144,9 +149,9 @@ struct Rules {
     bool changed = false;
     std::vector<int> parent(n());
     for (int b = 0; b < n(); ++b)
-      for (int c = 0; c < n(); ++c) {
+      for (int c : nb[b]) {
         if (g.at(c, b) != kCircle) continue;
-        for (int a = 0; a < n(); ++a) {
+        for (int a : nb[b]) {
           // a is a collider on the path (arrowhead at a from b) and a parent of c
           if (a == c || !g.into(b, a) || !g.directed(a, c)) continue;
           std::fill(seen.begin(), seen.end(), 0);
@@ -156,7 +161,7 @@ struct Rules {
           int found = -1;
           for (size_t h = 0; h < queue.size() && found < 0; ++h) {
             const int t = queue[h];
-            for (int d = 0; d < n(); ++d) {
+            for (int d : nb[t]) {
               if (seen[d] || !g.into(d, t)) continue;  // the edge d-t has an arrowhead at t
               if (!g.adjacent(d, c)) {
                 found = d;
@@ -210,7 +215,7 @@ struct Rules {
       int node, next;
     };
     int64_t left = budget;
-    for (int c = 0; c < n(); ++c) {
+    for (int c : nb[a]) {
       if (c == b || !circle_edge(a, c) || g.adjacent(c, b)) continue;
       std::vector<Frame> stack{{c, 0}};
       std::fill(on_path.begin(), on_path.end(), 0);
@@ -219,9 +224,10 @@ struct Rules {
         Frame& f = stack.back();
         const int prev = stack.size() >= 2 ? stack[stack.size() - 2].node : a;
         bool pushed = false;
-        while (f.next < n()) {
-          const int v = f.next++;
-          if (!circle_edge(f.node, v) || g.adjacent(prev, v)) continue;
+        const std::vector<int>& around = nb[f.node];
+        while (f.next < static_cast<int>(around.size())) {
+          const int v = around[f.next++];
+          if (v == prev || !circle_edge(f.node, v) || g.adjacent(prev, v)) continue;
           if (v == b) {
             if (g.adjacent(f.node, a)) continue;  // d must not be adjacent to a
             path.assign(1, a);
@@ -253,9 +259,9 @@ struct Rules {
     bool changed = false;
     for (int b = 0; b < n(); ++b) {
       bool undirected = false;
-      for (int a = 0; a < n() && !undirected; ++a) undirected = g.at(a, b) == kTail && g.at(b, a) == kTail;
+      for (int a : nb[b]) undirected = undirected || (g.at(a, b) == kTail && g.at(b, a) == kTail);
       if (!undirected) continue;
-      for (int c = 0; c < n(); ++c)
+      for (int c : nb[b])
         if (g.at(c, b) == kCircle) {
           g.set(c, b, kTail);
           ++stats.fired[6];
@@ -269,9 +275,9 @@ struct Rules {
   bool r7() {
     bool changed = false;
     for (int b = 0; b < n(); ++b)
-      for (int c = 0; c < n(); ++c) {
+      for (int c : nb[b]) {
         if (g.at(c, b) != kCircle) continue;
-        for (int a = 0; a < n(); ++a) {
+        for (int a : nb[b]) {
           if (a == c || g.at(b, a) != kTail || g.at(a, b) != kCircle || g.adjacent(a, c)) continue;
           g.set(c, b, kTail);
           ++stats.fired[7];
@@ -288,10 +294,10 @@ struct Rules {
   bool r8() {
     bool changed = false;
     for (int a = 0; a < n(); ++a)
-      for (int c = 0; c < n(); ++c) {
+      for (int c : nb[a]) {
         if (!is_o_arrow(g, a, c)) continue;
-        for (int b = 0; b < n(); ++b) {
-          if (b == a || b == c || g.at(b, a) != kTail || g.at(a, b) == kTail || g.at(a, b) == kNone) continue;
+        for (int b : nb[a]) {
+          if (b == c || g.at(b, a) != kTail || g.at(a, b) == kTail) continue;
           if (!g.directed(b, c)) continue;
           g.set(c, a, kTail);
           ++stats.fired[8];
@@ -307,11 +313,11 @@ struct Rules {
   int path_via(int a, int m, int target) {
     if (!g.pd(a, m)) return 0;
     if (m == target) return 1;
-    if (!pd_reachable(g, m, target, a, queue, seen)) return 0;
+    if (!pd_reachable(g, nb, m, target, a, queue, seen)) return 0;
     std::fill(on_path.begin(), on_path.end(), 0);
     on_path[a] = 1;
     int64_t left = budget;
-    const int r = uncovered_pd_path_exists(g, a, m, target, on_path, left);
+    const int r = uncovered_pd_path_exists(g, nb, a, m, target, on_path, left);
     if (r < 0) ++stats.budget_exhausted;
     return r;
   }
@@ -320,10 +326,10 @@ struct Rules {
   bool r9() {
     bool changed = false;
     for (int a = 0; a < n(); ++a)
-      for (int c = 0; c < n(); ++c) {
+      for (int c : nb[a]) {
         if (!is_o_arrow(g, a, c)) continue;
-        for (int b = 0; b < n(); ++b) {
-          if (b == c || b == a || g.adjacent(b, c) || !g.pd(a, b)) continue;
+        for (int b : nb[a]) {
+          if (b == c || g.adjacent(b, c) || !g.pd(a, b)) continue;
           if (path_via(a, b, c) == 1) {
             g.set(c, a, kTail);
             ++stats.fired[9];
@@ -341,10 +347,10 @@ struct Rules {
     bool changed = false;
     std::vector<int> parents;
     for (int a = 0; a < n(); ++a)
-      for (int c = 0; c < n(); ++c) {
+      for (int c : nb[a]) {
         if (!is_o_arrow(g, a, c)) continue;
         parents.clear();
-        for (int b = 0; b < n(); ++b)
+        for (int b : nb[c])
           if (b != a && g.directed(b, c)) parents.push_back(b);
         bool done = false;
         for (size_t x = 0; x < parents.size() && !done; ++x) {
@@ -373,8 +379,8 @@ struct Rules {
 
   void first_steps(int a, int target, std::vector<int>& out) {
     out.clear();
-    for (int m = 0; m < n(); ++m)
-      if (m != a && g.pd(a, m) && path_via(a, m, target) == 1) out.push_back(m);
+    for (int m : nb[a])
+      if (g.pd(a, m) && path_via(a, m, target) == 1) out.push_back(m);
   }
 };
 
@@ -389,11 +395,13 @@ int64_t rule0(Marks& g, const SepsetTable& sep) {
   // Decide every triple on the unoriented graph first: arrowheads only accumulate, so the order
   // of application cannot matter.
   std::vector<std::pair<int, int>> heads;  // (a, b): arrowhead at b on a-b
+  const std::vector<std::vector<int>> nb = neighbours(g);
   for (int b = 0; b < g.n; ++b)
-    for (int a = 0; a < g.n; ++a) {
-      if (a == b || !g.adjacent(a, b)) continue;
-      for (int c = a + 1; c < g.n; ++c) {
-        if (c == b || !g.adjacent(c, b) || g.adjacent(a, c)) continue;
+    for (size_t x = 0; x < nb[b].size(); ++x) {
+      const int a = nb[b][x];
+      for (size_t y = x + 1; y < nb[b].size(); ++y) {
+        const int c = nb[b][y];
+        if (g.adjacent(a, c)) continue;
         if (!sep.has(a, c) || sep.contains(a, c, b)) continue;
         heads.emplace_back(a, b);
         heads.emplace_back(c, b);
@@ -426,6 +434,7 @@ bool apply_rules(Marks& g, const SepsetTable& sep, unsigned mask, OrientStats& s
 std::vector<uint64_t> possible_ancestors(const Marks& g) {
   const int n = g.n, w = words_per_row(n);
   std::vector<uint64_t> anc(static_cast<size_t>(n) * w, 0);
+  const std::vector<std::vector<int>> nb = neighbours(g);
   std::vector<int> queue;
   std::vector<char> seen(n);
   for (int x = 0; x < n; ++x) {
@@ -435,7 +444,7 @@ std::vector<uint64_t> possible_ancestors(const Marks& g) {
     for (size_t h = 0; h < queue.size(); ++h) {
       const int u = queue[h];
       anc[static_cast<size_t>(u) * w + x / 64] |= uint64_t{1} << (x % 64);
-      for (int v = 0; v < n; ++v)
+      for (int v : nb[u])
         if (!seen[v] && g.pd(u, v)) {
           seen[v] = 1;
           queue.push_back(v);

@@ -5,12 +5,40 @@
 
 namespace cleann {
 
-PdsTree build_pds_tree(const Marks& g, int root, int max_depth) {
+void PdsScratch::prepare(const Marks& g) {
+  nbrs.assign(g.n, {});
+  for (int a = 0; a < g.n; ++a)
+    for (int b = 0; b < g.n; ++b)
+      if (g.adjacent(a, b)) nbrs[a].push_back(b);
+  if (stamp.size() != static_cast<size_t>(g.n) * g.n) {
+    stamp.assign(static_cast<size_t>(g.n) * g.n, 0);
+    generation = 0;
+  }
+}
+
+PdsTree build_pds_tree(const Marks& g, int root, int max_depth, PdsScratch* scratch) {
+  PdsScratch local;
+  if (!scratch) {
+    local.prepare(g);
+    scratch = &local;
+  }
   const int n = g.n;
+  if (++scratch->generation == 0) {  // wrapped: clear the stamps
+    std::fill(scratch->stamp.begin(), scratch->stamp.end(), 0);
+    scratch->generation = 1;
+  }
+  const uint32_t gen = scratch->generation;
+  // An edge is explored once: its stamp equals this tree's generation afterwards.
+  auto closed = [&](int a, int b) { return scratch->stamp[static_cast<size_t>(a) * n + b] == gen; };
+  auto close = [&](int a, int b) {
+    scratch->stamp[static_cast<size_t>(a) * n + b] = gen;
+    scratch->stamp[static_cast<size_t>(b) * n + a] = gen;
+  };
   PdsTree t;
   t.root = root;
   t.min_depth.assign(n, -1);
   t.min_depth[root] = 0;
+  std::vector<int32_t> last_child;  // occurrence -> its last child, for appending in order
   auto add = [&](int v, int parent_occ, int d) {
     const int occ = static_cast<int>(t.node.size());
     t.node.push_back(v);
@@ -18,39 +46,33 @@ PdsTree build_pds_tree(const Marks& g, int root, int max_depth) {
     t.depth.push_back(d);
     t.first_child.push_back(-1);
     t.next_sibling.push_back(-1);
-    if (parent_occ >= 0) {  // append at the end of the parent's children
-      int c = t.first_child[parent_occ];
-      if (c < 0) {
+    last_child.push_back(-1);
+    if (parent_occ >= 0) {
+      if (last_child[parent_occ] < 0) {
         t.first_child[parent_occ] = occ;
       } else {
-        while (t.next_sibling[c] >= 0) c = t.next_sibling[c];
-        t.next_sibling[c] = occ;
+        t.next_sibling[last_child[parent_occ]] = occ;
       }
+      last_child[parent_occ] = occ;
     }
     if (t.min_depth[v] < 0 || d < t.min_depth[v]) t.min_depth[v] = d;
     return occ;
   };
   add(root, -1, 0);
   if (max_depth == 0) return t;
-  std::vector<uint8_t> open(static_cast<size_t>(n) * n);  // skeleton edges not yet explored
-  for (int a = 0; a < n; ++a)
-    for (int b = 0; b < n; ++b) open[static_cast<size_t>(a) * n + b] = g.adjacent(a, b);
-  auto close = [&](int a, int b) { open[static_cast<size_t>(a) * n + b] = open[static_cast<size_t>(b) * n + a] = 0; };
   struct Step {
     int from, occ;  // the path ... from, node(occ)
   };
   std::vector<Step> queue;
-  for (int v = 0; v < n; ++v)
-    if (g.adjacent(root, v)) queue.push_back({root, add(v, 0, 1)});
-  for (int v = 0; v < n; ++v)
-    if (g.adjacent(root, v)) close(root, v);
+  for (int v : scratch->nbrs[root]) queue.push_back({root, add(v, 0, 1)});
+  for (int v : scratch->nbrs[root]) close(root, v);
   for (size_t h = 0; h < queue.size(); ++h) {
     const int a = queue[h].from, occ = queue[h].occ, b = t.node[occ];
     if (max_depth >= 0 && t.depth[occ] >= max_depth) continue;
-    for (int c = 0; c < n; ++c) {
-      if (!open[static_cast<size_t>(b) * n + c] || c == a) continue;
-      const bool possible_collider = g.adjacent(a, c) || (g.into(a, b) && g.into(c, b));
-      if (!possible_collider) continue;
+    const bool into_b_from_a = g.into(a, b);
+    for (int c : scratch->nbrs[b]) {
+      if (c == a || closed(b, c)) continue;
+      if (!g.adjacent(a, c) && !(into_b_from_a && g.into(c, b))) continue;  // b must be a possible collider
       close(b, c);
       queue.push_back({b, add(c, occ, t.depth[occ] + 1)});
     }

@@ -20,8 +20,16 @@ struct PdsTree {
   std::vector<int32_t> min_depth;  // graph node -> smallest depth, -1 when absent (root: 0)
 };
 
-// max_depth < 0: no limit.
-PdsTree build_pds_tree(const Marks& g, int root, int max_depth);
+// Scratch reused across the trees of one graph: neighbour lists and explored-edge stamps.
+struct PdsScratch {
+  std::vector<std::vector<int>> nbrs;
+  std::vector<uint32_t> stamp;
+  uint32_t generation = 0;
+  void prepare(const Marks& g);  // call again whenever the skeleton changes
+};
+
+// max_depth < 0: no limit. Without scratch, neighbour lists are built for this call.
+PdsTree build_pds_tree(const Marks& g, int root, int max_depth, PdsScratch* scratch = nullptr);
 
 // Conditioning sets of size `size` drawn from `tree`: every member is reachable from the root
 // through tree occurrences whose nodes are all members, and every member is allowed (bit set in
