@@ -9,7 +9,8 @@ from ._backend import BackendUnavailableError
 from ._core import CoreUnavailableError
 from .ci import CIResult, ci_test, fisher_z_pvalue, partial_correlation
 from .correlation import attention_to_correlation
-from ._learn import fci, icd
+from ._learn import abcd, fci, icd
+from .explain import Explanation, TesterError, explain
 from .graph import Graph
 from .skeleton import SepSets, Skeleton, skeleton
 
@@ -19,13 +20,17 @@ __all__ = [
     "BackendUnavailableError",
     "CIResult",
     "CoreUnavailableError",
+    "Explanation",
     "Graph",
     "SepSets",
     "Skeleton",
+    "TesterError",
+    "abcd",
     "attention_to_correlation",
     "ci_test",
-    "fisher_z_pvalue",
+    "explain",
     "fci",
+    "fisher_z_pvalue",
     "graph",
     "icd",
     "oracle",

@@ -169,3 +169,75 @@ def icd(R, num_samples=None, alpha: float = 0.01, nodes=None, mode: str = "stabl
     return _learn("icd", R, num_samples, alpha, nodes, max_level=max_level, sepsets="first",
                   possible_dsep=False, max_pds_size=None, mode=mode, backend=backend, pivot_tol=pivot_tol,
                   num_threads=num_threads, path_budget=path_budget)
+
+
+def abcd(attn, num_samples, alpha: float = 0.01, nodes=None, method: str = "icd", *, lengths=None,
+         mode: str = "stable", max_level: int | None = None, num_threads: int | None = None,
+         pivot_tol: float = PIVOT_TOL, **kwargs):
+    """Attention-based causal discovery: one PAG per (input, head).
+
+    Args:
+        attn: attention probabilities [H, n, n] or [B, H, n, n] (NumPy or torch) of one layer.
+        num_samples: N of the Fisher z test: the model's hidden size.
+        nodes: token indices that are graph nodes (e.g. without special tokens), one list for all
+            inputs or one per input; tokens outside are latent. Default: every valid token.
+        method: "icd" (default, the paper's choice) or "fci".
+        lengths: valid tokens per input [B] (or an int for [H, n, n]); padding rows and columns
+            beyond are dropped before discovery.
+        mode: ICD's mode ("stable" or "sequential").
+
+    Returns:
+        for [H, n, n]: a list of H graphs; for [B, H, n, n]: a list of B such lists. The graphs of
+        the whole batch are learned in one call, spread over threads.
+    """
+    from .correlation import correlation_of_rows
+
+    if method not in ("icd", "fci"):
+        raise ValueError(f"method must be 'icd' or 'fci', got {method!r}")
+    a = to_numpy(attn, "attn")
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"attn must hold floating-point values, got dtype {a.dtype}")
+    if a.ndim not in (3, 4) or a.shape[-1] != a.shape[-2]:
+        raise ValueError(f"attn must have shape [H, n, n] or [B, H, n, n], got {list(a.shape)}")
+    single = a.ndim == 3
+    if single:
+        a = a[None]
+    B, H, n = a.shape[0], a.shape[1], a.shape[-1]
+    if lengths is None:
+        lens = [n] * B
+    else:
+        lens = np.atleast_1d(to_numpy(lengths, "lengths"))
+        if lens.dtype == bool or not np.issubdtype(lens.dtype, np.integer) or lens.shape != (B,):
+            raise ValueError(f"lengths must hold {B} integers, got {lens!r}")
+        if lens.min() < 1 or lens.max() > n:
+            raise ValueError(f"lengths must be in [1, {n}], got {lens.tolist()}")
+        lens = [int(v) for v in lens]
+    per_input = nodes is not None and len(nodes) == B and len(nodes) > 0 and np.ndim(nodes[0]) == 1 and not single
+    corr = np.zeros((B * H, n, n))
+    node_lists = []
+    for b in range(B):
+        L = lens[b]
+        rows = a[b, :, :L, :].astype(np.float64)
+        if not np.isfinite(rows).all():
+            idx = tuple(int(v) for v in np.argwhere(~np.isfinite(rows))[0])
+            raise ValueError(f"attention of input {b} holds a non-finite value at (head, row, column) {idx}")
+        r = correlation_of_rows(rows)
+        chosen = nodes[b] if per_input else nodes
+        if chosen is None:
+            keep = np.arange(L, dtype=np.int64)
+        else:
+            keep = _node_lists(chosen, False, 1, n)[0]
+            if keep.max() >= L:
+                raise ValueError(f"node {int(keep.max())} is beyond the {L} valid tokens of input {b}")
+        for h in range(H):
+            corr[b * H + h] = np.eye(n)
+            corr[b * H + h, :L, :L] = r[h]
+            node_lists.append(keep)
+    fn = icd if method == "icd" else fci
+    extra = {"mode": mode} if method == "icd" else {}
+    graphs = fn(corr, num_samples, alpha, nodes=node_lists, max_level=max_level, num_threads=num_threads,
+                pivot_tol=pivot_tol, **extra, **kwargs)
+    for k, g in enumerate(graphs):
+        g.params.update(input=k // H, head=k % H)
+    out = [graphs[b * H:(b + 1) * H] for b in range(B)]
+    return out[0] if single else out

@@ -34,6 +34,11 @@ def attention_to_correlation(attn):
     if bad.any():
         idx = first_index(bad)
         raise ValueError(f"attention holds a non-finite value ({a[idx]}) at index {idx}")
+    return correlation_of_rows(a)
+
+
+def correlation_of_rows(a: np.ndarray) -> np.ndarray:
+    """corr(A A^T) for attention rows A [..., L, m] (L query tokens over m keys), float64, checked."""
     zero = ~np.any(a != 0, axis=-1)
     if zero.any():
         idx = first_index(zero)
