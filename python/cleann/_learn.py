@@ -101,10 +101,10 @@ def _graphs(raw, node_lists, params, backend) -> list[Graph]:
     tests = raw["tests"].T
     singular = raw["singular"].T
     seps = {}
-    for e in range(len(raw["sep_graph"])):
-        b, i, j = int(raw["sep_graph"][e]), int(raw["sep_i"][e]), int(raw["sep_j"][e])
-        seps.setdefault(b, {})[(i, j)] = tuple(int(v) for v in
-                                                raw["sep_members"][raw["sep_offset"][e]:raw["sep_offset"][e + 1]])
+    g_arr, i_arr, j_arr = raw["sep_graph"].tolist(), raw["sep_i"].tolist(), raw["sep_j"].tolist()
+    members, offset = raw["sep_members"].tolist(), raw["sep_offset"].tolist()
+    for e, (b, i, j) in enumerate(zip(g_arr, i_arr, j_arr)):
+        seps.setdefault(b, {})[(i, j)] = tuple(members[offset[e]:offset[e + 1]])
     for b, x in enumerate(node_lists):
         m = len(x)
         levels = tests[b]
@@ -116,7 +116,7 @@ def _graphs(raw, node_lists, params, backend) -> list[Graph]:
             "rules_fired": dict(zip(_RULES, raw["rules_fired"][b].tolist())),
             "path_budget_exhausted": int(raw["budget_exhausted"][b]),
         }
-        g.sepsets = {key: val for key, val in seps.get(b, {}).items() if key[0] < m and key[1] < m}
+        g.sepsets = seps.get(b, {})  # pairs among padding nodes never occur: they have no edges
         out.append(g)
     return out
 
