@@ -84,98 +84,133 @@ struct Rules {
 
   int n() const { return g.n; }
 
+  // Neighbours of b whose edge has mark `m` at b, ascending.
+  void marked_at(int b, int8_t m, std::vector<int>& out) const {
+    out.clear();
+    for (int v : nb[b])
+      if (g.at(v, b) == m) out.push_back(v);
+  }
+
+  // The sweeps of R1-R4 visit nodes in ascending order and take their candidate lists at the same
+  // moments as the reference implementation, so that where inconsistent separating sets make
+  // rules conflict, the last write is the same.
+
   // R1: a *-> b o-* c, a and c non-adjacent => b --> c.
   bool r1() {
     bool changed = false;
-    for (int b = 0; b < n(); ++b)
-      for (int c : nb[b]) {
-        if (g.at(c, b) != kCircle) continue;
-        for (int a : nb[b]) {
-          if (a == c || !g.into(a, b) || g.adjacent(a, c)) continue;
+    std::vector<int> cs, as;
+    for (int b = 0; b < n(); ++b) {
+      marked_at(b, kCircle, cs);
+      marked_at(b, kArrow, as);
+      for (int a : as)
+        for (int c : cs) {
+          if (g.adjacent(a, c)) continue;
           g.orient(b, c, kTail, kArrow);
           ++stats.fired[1];
           changed = true;
-          break;
         }
-      }
+    }
     return changed;
   }
 
-  // R2: a --> b *-> c or a *-> b --> c, and a *-o c => a *-> c.
+  // R2: a *-> b --> c or a --> b *-> c, and a *-o c => a *-> c.
   bool r2() {
     bool changed = false;
-    for (int a = 0; a < n(); ++a)
-      for (int c : nb[a]) {
-        if (g.at(a, c) != kCircle) continue;
-        for (int b : nb[a]) {
-          if (b == c || !g.into(a, b) || !g.into(b, c)) continue;
-          if (g.at(b, a) == kTail || g.at(c, b) == kTail) {
+    std::vector<int> as, bs, cs;
+    for (int b = 0; b < n(); ++b) {  // a *-> b --> c
+      marked_at(b, kTail, cs);
+      for (int c : cs) {
+        if (!g.into(b, c)) continue;
+        marked_at(b, kArrow, as);
+        for (int a : as)
+          if (g.at(a, c) == kCircle) {
             g.set(a, c, kArrow);
             ++stats.fired[2];
             changed = true;
-            break;
+          }
+      }
+    }
+    for (int c = 0; c < n(); ++c) {  // a --> b *-> c
+      marked_at(c, kArrow, bs);
+      for (int b : bs) {
+        marked_at(b, kArrow, as);
+        for (int a : as) {
+          if (g.at(b, a) != kTail) continue;
+          if (g.at(a, c) == kCircle) {
+            g.set(a, c, kArrow);
+            ++stats.fired[2];
+            changed = true;
           }
         }
       }
+    }
     return changed;
   }
 
   // R3: a *-> b <-* c, a *-o d o-* c, a and c non-adjacent, d *-o b => d *-> b.
   bool r3() {
     bool changed = false;
-    for (int b = 0; b < n(); ++b)
-      for (int d : nb[b]) {
-        if (g.at(d, b) != kCircle) continue;
-        bool done = false;
-        for (int a : nb[b]) {
-          if (done) break;
-          if (a == d || !g.into(a, b) || g.at(a, d) != kCircle) continue;
-          for (int c : nb[b]) {
-            if (c <= a || c == d || !g.into(c, b) || g.at(c, d) != kCircle || g.adjacent(a, c)) continue;
+    std::vector<int> ds, ac;
+    for (int b = 0; b < n(); ++b) {
+      marked_at(b, kCircle, ds);
+      for (int d : ds) {
+        ac.clear();
+        for (int v : nb[b])
+          if (g.at(v, b) == kArrow && g.adjacent(v, d) && g.at(v, d) == kCircle) ac.push_back(v);
+        for (size_t x = 0; x < ac.size(); ++x)
+          for (size_t y = x + 1; y < ac.size(); ++y) {
+            if (g.adjacent(ac[x], ac[y])) continue;
             g.set(d, b, kArrow);
             ++stats.fired[3];
-            changed = done = true;
-            break;
+            changed = true;
           }
-        }
       }
+    }
     return changed;
   }
 
+  // Start of a discriminating path <d, ..., a, b, c> for b, or -1: breadth-first backwards from a
+  // over colliders that are parents of c, one level at a time in ascending node order; the first
+  // d not adjacent to c ends it.
+  int discriminating_source(int a, int b, int c, std::vector<int>& frontier, std::vector<int>& next) {
+    std::fill(seen.begin(), seen.end(), 0);
+    seen[a] = seen[b] = seen[c] = 1;
+    frontier.assign(1, a);
+    while (!frontier.empty()) {
+      next.clear();
+      for (int t : frontier) {
+        for (int d : nb[t]) {
+          if (d == a || d == b || d == c || !g.into(d, t)) continue;  // d *-> t
+          if (!g.adjacent(d, c)) return d;
+          // d continues the path as a collider (t *-> d) and a parent of c
+          if (!seen[d] && g.directed(d, c) && g.into(t, d)) {
+            seen[d] = 1;
+            next.push_back(d);
+          }
+        }
+      }
+      std::sort(next.begin(), next.end());
+      frontier.swap(next);
+    }
+    return -1;
+  }
+
   // R4: <d, ..., a, b, c> discriminating for b, b o-* c: b --> c if b is in sepset(d, c), else
-  // a <-> b <-> c. The path is found breadth-first backwards from a over colliders that are
-  // parents of c; the first endpoint d found (in node order) decides.
+  // a <-> b <-> c.
   bool r4() {
     bool changed = false;
-    std::vector<int> parent(n());
-    for (int b = 0; b < n(); ++b)
-      for (int c : nb[b]) {
-        if (g.at(c, b) != kCircle) continue;
-        for (int a : nb[b]) {
-          // a is a collider on the path (arrowhead at a from b) and a parent of c
-          if (a == c || !g.into(b, a) || !g.directed(a, c)) continue;
-          std::fill(seen.begin(), seen.end(), 0);
-          queue.clear();
-          queue.push_back(a);
-          seen[a] = seen[b] = seen[c] = 1;
-          int found = -1;
-          for (size_t h = 0; h < queue.size() && found < 0; ++h) {
-            const int t = queue[h];
-            for (int d : nb[t]) {
-              if (seen[d] || !g.into(d, t)) continue;  // the edge d-t has an arrowhead at t
-              if (!g.adjacent(d, c)) {
-                found = d;
-                break;
-              }
-              // d continues the path only as a collider (arrowhead at d from t) and a parent of c
-              if (g.into(t, d) && g.directed(d, c)) {
-                seen[d] = 1;
-                queue.push_back(d);
-              }
-            }
-          }
-          if (found < 0 || !sep.has(found, c)) continue;
-          if (sep.contains(found, c, b)) {
+    std::vector<int> cs, parents, frontier, next;
+    for (int b = 0; b < n(); ++b) {
+      marked_at(b, kCircle, cs);
+      for (int c : cs) {
+        parents.clear();
+        for (int a : nb[c])
+          if (g.directed(a, c)) parents.push_back(a);
+        for (int a : parents) {
+          if (!g.into(b, a)) continue;  // the edge a-b has an arrowhead at a
+          const int d = discriminating_source(a, b, c, frontier, next);
+          if (d < 0 || !sep.has(d, c)) continue;
+          if (sep.contains(d, c, b)) {
             g.orient(b, c, kTail, kArrow);
           } else {
             g.orient(a, b, kArrow, kArrow);
@@ -183,9 +218,9 @@ struct Rules {
           }
           ++stats.fired[4];
           changed = true;
-          break;
         }
       }
+    }
     return changed;
   }
 
