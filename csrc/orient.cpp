@@ -358,8 +358,8 @@ struct Rules {
   }
 
   // R9: a o-> c, an uncovered p.d. path <a, b, ..., c> with b and c non-adjacent => a --> c.
+  // One orientation per sweep (then R10 runs and the pass repeats), in the reference's order.
   bool r9() {
-    bool changed = false;
     for (int a = 0; a < n(); ++a)
       for (int c : nb[a]) {
         if (!is_o_arrow(g, a, c)) continue;
@@ -368,30 +368,31 @@ struct Rules {
           if (path_via(a, b, c) == 1) {
             g.set(c, a, kTail);
             ++stats.fired[9];
-            changed = true;
-            break;
+            return true;
           }
         }
       }
-    return changed;
+    return false;
   }
 
   // R10: a o-> c, b --> c <-- d, uncovered p.d. paths from a to b and from a to d whose first
-  // steps m != w are non-adjacent => a --> c.
+  // steps m != w are non-adjacent => a --> c. One orientation per sweep, c in the outer loop.
   bool r10() {
-    bool changed = false;
     std::vector<int> parents;
-    for (int a = 0; a < n(); ++a)
-      for (int c : nb[a]) {
+    for (int c = 0; c < n(); ++c) {
+      parents.clear();
+      for (int b : nb[c])
+        if (g.directed(b, c)) parents.push_back(b);
+      if (parents.size() < 2) continue;
+      for (int a : nb[c]) {
         if (!is_o_arrow(g, a, c)) continue;
-        parents.clear();
-        for (int b : nb[c])
-          if (b != a && g.directed(b, c)) parents.push_back(b);
         bool done = false;
         for (size_t x = 0; x < parents.size() && !done; ++x) {
+          if (parents[x] == a) continue;
           first_steps(a, parents[x], steps_a);
           if (steps_a.empty()) continue;
           for (size_t y = x + 1; y < parents.size() && !done; ++y) {
+            if (parents[y] == a) continue;
             first_steps(a, parents[y], steps_b);
             for (int m : steps_a) {
               for (int w : steps_b)
@@ -406,10 +407,11 @@ struct Rules {
         if (done) {
           g.set(c, a, kTail);
           ++stats.fired[10];
-          changed = true;
+          return true;
         }
       }
-    return changed;
+    }
+    return false;
   }
 
   void first_steps(int a, int target, std::vector<int>& out) {
