@@ -40,6 +40,13 @@ py::array_t<T> to_numpy(const std::vector<T>& v) {
   return a;
 }
 
+// A [levels][B] count table as a NumPy array of that shape.
+py::array_t<int64_t> level_table(const std::vector<int64_t>& v, int levels, int64_t graphs) {
+  py::array_t<int64_t> a({static_cast<py::ssize_t>(levels), static_cast<py::ssize_t>(graphs)});
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
 // Fills the query part of CIQueryParams from the arrays, checking their shapes.
 cleann::CIQueryParams query_params(const F64& corr, const py::object& graph, const I64& i, const I64& j,
                                    const I64& cond, I64& graph_arr) {
@@ -149,13 +156,8 @@ py::dict skeleton(const F64& corr, U8& adjacency, double num_samples, double alp
   d["set_count"] = to_numpy(res.set_count);
   d["set_members"] = to_numpy(res.set_members);
   d["num_levels"] = res.num_levels;
-  auto per_level = [&](const std::vector<int64_t>& v) {
-    py::array_t<int64_t> a({static_cast<py::ssize_t>(res.num_levels), static_cast<py::ssize_t>(p.num_graphs)});
-    std::copy(v.begin(), v.end(), a.mutable_data());
-    return a;
-  };
-  d["tests"] = per_level(res.tests);
-  d["singular"] = per_level(res.singular);
+  d["tests"] = level_table(res.tests, res.num_levels, p.num_graphs);
+  d["singular"] = level_table(res.singular, res.num_levels, p.num_graphs);
   return d;
 }
 
@@ -211,13 +213,8 @@ py::dict learn(const std::string& method, const py::object& corr_obj, const py::
                              static_cast<py::ssize_t>(p.n)});
   std::copy(res.marks.begin(), res.marks.end(), marks.mutable_data());
   d["marks"] = marks;
-  auto per_level = [&](const std::vector<int64_t>& v) {
-    py::array_t<int64_t> a({static_cast<py::ssize_t>(res.num_levels), static_cast<py::ssize_t>(p.num_graphs)});
-    std::copy(v.begin(), v.end(), a.mutable_data());
-    return a;
-  };
-  d["tests"] = per_level(res.tests);
-  d["singular"] = per_level(res.singular);
+  d["tests"] = level_table(res.tests, res.num_levels, p.num_graphs);
+  d["singular"] = level_table(res.singular, res.num_levels, p.num_graphs);
   py::array_t<int64_t> fired({static_cast<py::ssize_t>(p.num_graphs), static_cast<py::ssize_t>(11)});
   py::array_t<int64_t> exhausted(static_cast<py::ssize_t>(p.num_graphs));
   for (int64_t b = 0; b < p.num_graphs; ++b) {

@@ -24,14 +24,17 @@ double fisher_z_critical(double alpha) {
   return z;
 }
 
-double fisher_z_threshold(double alpha, double num_samples, int cond_size) {
-  const double dof = num_samples - cond_size - 3.0;
-  if (!(dof > 0.0)) {
+void check_dof(double num_samples, int cond_size) {
+  if (!(num_samples - cond_size - 3.0 > 0.0)) {
     throw ArgumentError("num_samples too small for conditioning sets of size " + std::to_string(cond_size) +
                         ": the Fisher z test needs num_samples - |S| - 3 > 0, got num_samples = " +
                         std::to_string(num_samples));
   }
-  return std::tanh(fisher_z_critical(alpha) / std::sqrt(dof));
+}
+
+double fisher_z_threshold(double alpha, double num_samples, int cond_size) {
+  check_dof(num_samples, cond_size);
+  return std::tanh(fisher_z_critical(alpha) / std::sqrt(num_samples - cond_size - 3.0));
 }
 
 void ci_queries(const CIQueryParams& p, const CIQueryOutput& out) {
@@ -54,17 +57,14 @@ void ci_queries(const CIQueryParams& p, const CIQueryOutput& out) {
         if (S[b] == s) throw ArgumentError("S contains " + std::to_string(s) + " twice" + where());
     }
   }
-  if ((out.pvalue || out.outcome) && !(p.num_samples - p.cond_size - 3.0 > 0.0))
-    fisher_z_threshold(p.alpha, p.num_samples, p.cond_size);  // throws with the message
+  if (out.pvalue || out.outcome) check_dof(p.num_samples, p.cond_size);
   if (out.outcome) fisher_z_critical(p.alpha);                   // validates alpha
   cpu::ci_queries(p, out);
 }
 
 void fisher_z_pvalues(const double* r, int64_t count, double num_samples, const int64_t* cond_size,
                       bool scalar_cond_size, double* out, int num_threads) {
-  for (int64_t k = 0; k < (scalar_cond_size ? 1 : count); ++k) {
-    if (!(num_samples - cond_size[k] - 3.0 > 0.0)) fisher_z_threshold(0.5, num_samples, static_cast<int>(cond_size[k]));
-  }
+  for (int64_t k = 0; k < (scalar_cond_size ? 1 : count); ++k) check_dof(num_samples, static_cast<int>(cond_size[k]));
   const int nt = resolve_threads(num_threads);
   (void)nt;
 #if defined(CLEANN_WITH_OPENMP)

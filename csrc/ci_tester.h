@@ -84,9 +84,7 @@ class FisherZTester final : public CITester {
 
   int64_t num_graphs() const override { return B_; }
   int num_nodes() const override { return n_; }
-  void check_level(int level) const override {
-    if (!(N_ - level - 3.0 > 0.0)) fisher_z_threshold(alpha_, N_, level);  // throws with the message
-  }
+  void check_level(int level) const override { check_dof(N_, level); }
   std::unique_ptr<CIWorker> worker() const override { return std::make_unique<Worker>(*this); }
   Worker concrete_worker() const { return Worker(*this); }
 

@@ -35,6 +35,9 @@ inline bool have_openmp() {
 #endif
 }
 
+// Throws when the Fisher z test cannot use sets of this size (num_samples - l - 3 <= 0).
+void check_dof(double num_samples, int cond_size);
+
 // z such that erfc(z / sqrt 2) = alpha, for 0 < alpha < 1 (two-sided normal critical value).
 double fisher_z_critical(double alpha);
 

@@ -491,12 +491,4 @@ std::vector<uint64_t> possible_ancestors(const Marks& g) {
   return anc;
 }
 
-bool uncovered_pd_first_steps(const Marks& g, int a, int target, std::vector<int>& out, int64_t budget) {
-  SepsetTable none(g.n);
-  OrientStats stats;
-  Rules rules(const_cast<Marks&>(g), none, stats, budget);
-  rules.first_steps(a, target, out);
-  return stats.budget_exhausted == 0;
-}
-
 }  // namespace cleann

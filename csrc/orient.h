@@ -45,9 +45,4 @@ bool apply_rules(Marks& g, const SepsetTable& sep, unsigned mask, OrientStats& s
 inline int words_per_row(int n) { return (n + 63) / 64; }
 std::vector<uint64_t> possible_ancestors(const Marks& g);
 
-// First steps m of uncovered potentially directed paths a, m, ..., target (simple paths; m may be
-// the target itself).
-// Returns false when the search budget ran out (`out` then holds what was found).
-bool uncovered_pd_first_steps(const Marks& g, int a, int target, std::vector<int>& out, int64_t budget);
-
 }  // namespace cleann
