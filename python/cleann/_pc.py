@@ -71,14 +71,13 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
                                   or max_level < 0):
         raise ValueError(f"max_level must be a non-negative integer or None, got {max_level!r}")
     nt = threads_value(num_threads)
-    if backend == "auto":
-        _core.core()  # no reference fallback for the orientation: say how to rebuild
-        which = "cpu"
-    else:
-        which = _backend.resolve(backend, "pc")
-        if which != "cpu":
-            raise _backend.BackendUnavailableError(
-                f"pc runs on the compiled core only; use backend='cpu' or 'auto', got {backend!r}")
+    if backend not in _backend.BACKENDS:
+        _backend.resolve(backend, "pc")  # a ValueError that lists the backends
+    if backend not in ("auto", "cpu"):
+        raise _backend.BackendUnavailableError(
+            f"pc runs on the compiled core only; use backend='cpu' or 'auto', got {backend!r}")
+    _core.core()  # no NumPy fallback for the orientation: a missing core says how to rebuild it
+    which = "cpu"
 
     B, n = corr.shape[0], corr.shape[1]
     adj = np.ones((B, n, n), dtype=np.uint8)
