@@ -10,6 +10,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(_MSC_VER)
+#include <intrin.h>
+#endif
+
 #include "common.h"
 #include "pc.h"
 #include "pcorr.h"
@@ -20,6 +24,17 @@ namespace {
 
 // Largest neighbourhood whose subsets uc_priority 3 and 4 will enumerate (2^k CI tests).
 constexpr int kMaxScoredDegree = 24;
+
+// Index of the lowest set bit of a non-zero word.
+inline int lowest_bit(uint64_t w) {
+#if defined(_MSC_VER)
+  unsigned long k;
+  _BitScanForward64(&k, w);
+  return static_cast<int>(k);
+#else
+  return __builtin_ctzll(w);
+#endif
+}
 
 // causal-learn's cached ancestor relation (GeneralGraph.dpath). anc(b) holds a when the cache
 // says a is an ancestor of b; every node is its own ancestor. Adding a --> b merges anc(a) into
@@ -52,13 +67,13 @@ class AncestorCache {
     for (int w = 0; w < words_; ++w) {
       uint64_t fresh = ra[w] & ~rb[w];
       rb[w] |= fresh;
-      for (; fresh; fresh &= fresh - 1) set(desc_, w * 64 + __builtin_ctzll(fresh), b);
+      for (; fresh; fresh &= fresh - 1) set(desc_, w * 64 + lowest_bit(fresh), b);
     }
     // desc(b) is as it was before this edge: b is in anc(b), so the loop above never touched it.
     const uint64_t* db = row(desc_, b);
     for (int w = 0; w < words_; ++w) {
       for (uint64_t bits = db[w]; bits; bits &= bits - 1) {
-        const int d = w * 64 + __builtin_ctzll(bits);
+        const int d = w * 64 + lowest_bit(bits);
         if (!test(anc_, d, a)) {
           set(anc_, d, a);
           set(desc_, a, d);
