@@ -13,6 +13,7 @@
 #include "learn.h"
 #include "orient.h"
 #include "pds_tree.h"
+#include "pc.h"
 #include "skeleton.h"
 
 namespace py = pybind11;
@@ -36,13 +37,6 @@ void expect(bool ok, const std::string& what, const py::array& a) {
 template <typename T>
 py::array_t<T> to_numpy(const std::vector<T>& v) {
   py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
-  std::copy(v.begin(), v.end(), a.mutable_data());
-  return a;
-}
-
-// A [levels][B] count table as a NumPy array of that shape.
-py::array_t<int64_t> level_table(const std::vector<int64_t>& v, int levels, int64_t graphs) {
-  py::array_t<int64_t> a({static_cast<py::ssize_t>(levels), static_cast<py::ssize_t>(graphs)});
   std::copy(v.begin(), v.end(), a.mutable_data());
   return a;
 }
@@ -125,8 +119,8 @@ py::array_t<double> fisher_z_pvalue(const F64& r, double num_samples, const I64&
   return out;
 }
 
-py::dict skeleton(const F64& corr, U8& adjacency, double num_samples, double alpha, int max_level,
-                  bool all_sepsets, double pivot_tol, int num_threads) {
+cleann::SkeletonParams skeleton_params(const F64& corr, const U8& adjacency, double num_samples, double alpha,
+                                       int max_level, bool all_sepsets, double pivot_tol, int num_threads) {
   expect(corr.ndim() == 3 && corr.shape(1) == corr.shape(2), "corr must have shape [B, n, n]", corr);
   expect(adjacency.ndim() == 3 && adjacency.shape(0) == corr.shape(0) && adjacency.shape(1) == corr.shape(1) &&
              adjacency.shape(2) == corr.shape(2),
@@ -141,12 +135,18 @@ py::dict skeleton(const F64& corr, U8& adjacency, double num_samples, double alp
   p.max_level = max_level;
   p.all_sepsets = all_sepsets;
   p.num_threads = num_threads;
-  cleann::SkeletonResult res;
-  uint8_t* adj = adjacency.mutable_data();
-  {
-    py::gil_scoped_release release;
-    cleann::skeleton(p, adj, res);
-  }
+  return p;
+}
+
+// [rows][B] counts as an int64 array of that shape.
+py::array_t<int64_t> per_level(const std::vector<int64_t>& v, int rows, int64_t num_graphs) {
+  py::array_t<int64_t> a({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(num_graphs)});
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+// The skeleton's removed edges, separating sets and per-level counts, as the Python layer reads them.
+py::dict skeleton_dict(const cleann::SkeletonResult& res, int64_t num_graphs) {
   py::dict d;
   d["edge_graph"] = to_numpy(res.edge_graph);
   d["edge_i"] = to_numpy(res.edge_i);
@@ -156,8 +156,41 @@ py::dict skeleton(const F64& corr, U8& adjacency, double num_samples, double alp
   d["set_count"] = to_numpy(res.set_count);
   d["set_members"] = to_numpy(res.set_members);
   d["num_levels"] = res.num_levels;
-  d["tests"] = level_table(res.tests, res.num_levels, p.num_graphs);
-  d["singular"] = level_table(res.singular, res.num_levels, p.num_graphs);
+  d["tests"] = per_level(res.tests, res.num_levels, num_graphs);
+  d["singular"] = per_level(res.singular, res.num_levels, num_graphs);
+  return d;
+}
+
+py::dict skeleton(const F64& corr, U8& adjacency, double num_samples, double alpha, int max_level,
+                  bool all_sepsets, double pivot_tol, int num_threads) {
+  const cleann::SkeletonParams p =
+      skeleton_params(corr, adjacency, num_samples, alpha, max_level, all_sepsets, pivot_tol, num_threads);
+  cleann::SkeletonResult res;
+  uint8_t* adj = adjacency.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cleann::skeleton(p, adj, res);
+  }
+  return skeleton_dict(res, p.num_graphs);
+}
+
+py::dict pc(const F64& corr, U8& adjacency, double num_samples, double alpha, int max_level, bool all_sepsets,
+            int uc_priority, double pivot_tol, int num_threads) {
+  cleann::PcParams p;
+  p.skeleton = skeleton_params(corr, adjacency, num_samples, alpha, max_level, all_sepsets, pivot_tol, num_threads);
+  p.uc_priority = uc_priority;
+  py::array_t<int8_t> marks({corr.shape(0), corr.shape(1), corr.shape(2)});
+  cleann::PcResult res;
+  uint8_t* adj = adjacency.mutable_data();
+  int8_t* m = marks.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cleann::pc(p, adj, m, res);
+  }
+  py::dict d = skeleton_dict(res.skeleton, p.skeleton.num_graphs);
+  d["marks"] = marks;
+  d["uc_tests"] = per_level(res.uc_tests, res.uc_levels, p.skeleton.num_graphs);
+  d["uc_singular"] = per_level(res.uc_singular, res.uc_levels, p.skeleton.num_graphs);
   return d;
 }
 
@@ -213,8 +246,8 @@ py::dict learn(const std::string& method, const py::object& corr_obj, const py::
                              static_cast<py::ssize_t>(p.n)});
   std::copy(res.marks.begin(), res.marks.end(), marks.mutable_data());
   d["marks"] = marks;
-  d["tests"] = level_table(res.tests, res.num_levels, p.num_graphs);
-  d["singular"] = level_table(res.singular, res.num_levels, p.num_graphs);
+  d["tests"] = per_level(res.tests, res.num_levels, p.num_graphs);
+  d["singular"] = per_level(res.singular, res.num_levels, p.num_graphs);
   py::array_t<int64_t> fired({static_cast<py::ssize_t>(p.num_graphs), static_cast<py::ssize_t>(11)});
   py::array_t<int64_t> exhausted(static_cast<py::ssize_t>(p.num_graphs));
   for (int64_t b = 0; b < p.num_graphs; ++b) {
@@ -314,7 +347,7 @@ py::dict build_info() {
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "cleann's compiled core: batched partial-correlation CI tests and the PC-stable skeleton";
+  m.doc() = "cleann's compiled core: batched partial-correlation CI tests, the PC-stable skeleton and PC";
   py::register_exception<cleann::ArgumentError>(m, "ArgumentError", PyExc_ValueError);
   m.def("partial_correlation", &partial_correlation, py::arg("corr"), py::arg("graph"), py::arg("i"), py::arg("j"),
         py::arg("cond"), py::arg("pivot_tol"), py::arg("num_threads") = 0);
@@ -336,5 +369,8 @@ PYBIND11_MODULE(_C, m) {
         py::arg("sep_members"), py::arg("r0"), py::arg("mask"), py::arg("budget"));
   m.def("pds_tree", &pds_tree, py::arg("marks"), py::arg("root"), py::arg("max_depth"));
   m.def("possible_ancestors", &possible_ancestors, py::arg("marks"));
+  m.def("pc", &pc, py::arg("corr"), py::arg("adjacency"), py::arg("num_samples"), py::arg("alpha"),
+        py::arg("max_level"), py::arg("all_sepsets"), py::arg("uc_priority"), py::arg("pivot_tol"),
+        py::arg("num_threads") = 0);
   m.def("build_info", &build_info);
 }

@@ -6,7 +6,7 @@
 
 namespace cleann {
 
-void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) {
+void check_skeleton_args(const SkeletonParams& p, const uint8_t* adjacency) {
   if (p.n < 0 || p.num_graphs < 0) throw ArgumentError("negative shape");
   fisher_z_critical(p.alpha);  // validates alpha
   if (!(p.pivot_tol >= 0.0)) throw ArgumentError("pivot_tol must be >= 0, got " + std::to_string(p.pivot_tol));
@@ -21,6 +21,10 @@ void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) 
                               std::to_string(i) + ", " + std::to_string(j) + ")");
     }
   }
+}
+
+void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) {
+  check_skeleton_args(p, adjacency);
   cpu::skeleton(p, adjacency, out);
 }
 

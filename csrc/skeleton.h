@@ -31,6 +31,10 @@ struct SkeletonResult {
   std::vector<int64_t> singular;      // [num_levels][B]
 };
 
+// Throws ArgumentError for a bad alpha or pivot_tol, or a starting graph with a self-loop or an
+// asymmetric entry.
+void check_skeleton_args(const SkeletonParams& p, const uint8_t* adjacency);
+
 // `adjacency` ([B, n, n], 0/1) is the starting graph on entry (symmetric, zero diagonal) and the
 // skeleton on exit.
 void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out);

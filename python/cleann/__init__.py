@@ -1,12 +1,14 @@
 """cleann: causal graphs from self-attention (ABCD) and minimal causal explanations (CLEANN).
 
-The compiled core ``cleann._C`` runs the batched partial-correlation CI tests and the skeleton
-search; ``cleann._reference`` holds the slow NumPy versions they are tested against.
+The compiled core ``cleann._C`` runs the batched partial-correlation CI tests, the skeleton
+search and PC's orientation; ``cleann._reference`` holds the slow NumPy versions they are tested
+against.
 """
 
 from . import graph, oracle
 from ._backend import BackendUnavailableError
 from ._core import CoreUnavailableError
+from ._pc import pc
 from .ci import CIResult, ci_test, fisher_z_pvalue, partial_correlation
 from .correlation import attention_to_correlation
 from ._learn import abcd, fci, icd
@@ -35,5 +37,6 @@ __all__ = [
     "icd",
     "oracle",
     "partial_correlation",
+    "pc",
     "skeleton",
 ]
