@@ -139,7 +139,7 @@ def agreement(args, rows):
     from cleann.graph import from_causallearn
 
     rng = np.random.default_rng(args.seed)
-    same = skel = marks_only = 0
+    same = skel = marks_only = fewer = more = 0
     for _ in range(args.datasets):
         n_obs = int(rng.integers(10, 16))
         data = random_sem(rng, n_obs, int(rng.integers(1, 4)), args.rows)
@@ -149,12 +149,15 @@ def agreement(args, rows):
             same += 1
         elif not np.array_equal(ours.adjacency, theirs.adjacency):
             skel += 1
+            fewer += int((theirs.adjacency & ~ours.adjacency).sum() // 2)  # removed only by ours
+            more += int((ours.adjacency & ~theirs.adjacency).sum() // 2)   # removed only by causal-learn
         else:
             marks_only += 1
     k = args.datasets
     print()
-    print(H.markdown_table(["data sets", "identical PAGs", "skeleton differs", "marks differ only"],
-                           [[k, f"{same} ({100 * same / k:.0f}%)", skel, marks_only]]))
+    print(H.markdown_table(["data sets", "identical PAGs", "skeleton differs", "marks differ only",
+                            "edges removed only by ours", "edges removed only by causal-learn"],
+                           [[k, f"{same} ({100 * same / k:.0f}%)", skel, marks_only, fewer, more]]))
     rows.append({"bench": "discovery-agreement", "n": "", "level": "", "impl": "cleann-fci-vs-causal-learn",
                  "metric": "identical share", "value": same / k})
 
