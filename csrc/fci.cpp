@@ -138,48 +138,39 @@ void fci(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
   out.stats.assign(B, OrientStats{});
   std::vector<LevelCounts> counts(B);
   std::vector<SepsetTable> tables(B);
-  ExceptionSlot failure;
-  const int nt = resolve_threads(p.num_threads);
-  (void)nt;
-#if defined(CLEANN_WITH_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (B > 1)
-#endif
-  for (int64_t b = 0; b < B; ++b) {
-    failure.run([&] {
-      Marks g{n, out.marks.data() + b * nn};
-      const uint8_t* A = adj.data() + b * nn;
-      for (int64_t k = 0; k < nn; ++k) g.m[k] = A[k] ? kCircle : kNone;
-      SepsetTable& sep = tables[b];
-      sep = SepsetTable::from_skeleton(out.skeleton, b, n);
-      out.stats[b].fired[0] += rule0(g, sep);
-      if (p.pds_stage) {
-        // Possible-D-Sep sets come from the graph after R0; removals take effect at once.
-        std::vector<std::vector<int>> pds(n);
-        for (int v = 0; v < n; ++v) pds[v] = possible_d_sep(g, v);
-        auto w = tester.worker();
-        std::vector<int32_t> found;
-        for (int x = 0; x < n; ++x)
-          for (int y = x + 1; y < n; ++y) {
-            if (!g.adjacent(x, y)) continue;
-            for (int side = 0; side < 2; ++side) {
-              const int a = side ? y : x, c = side ? x : y;
-              std::vector<int> cand;
-              for (int v : pds[a])
-                if (v != c) cand.push_back(v);
-              if (pds_search(g, *w, tester, b, a, c, cand, p.max_pds_size, counts[b], found)) {
-                g.orient(x, y, kNone, kNone);
-                sep.set(x, y, found.data(), static_cast<int>(found.size()));
-                break;
-              }
+  for_each_graph(B, p.num_threads, [&](int64_t b) {
+    Marks g{n, out.marks.data() + b * nn};
+    const uint8_t* A = adj.data() + b * nn;
+    for (int64_t k = 0; k < nn; ++k) g.m[k] = A[k] ? kCircle : kNone;
+    SepsetTable& sep = tables[b];
+    sep = SepsetTable::from_skeleton(out.skeleton, b, n);
+    out.stats[b].fired[0] += rule0(g, sep);
+    if (p.pds_stage) {
+      // Possible-D-Sep sets come from the graph after R0; removals take effect at once.
+      std::vector<std::vector<int>> pds(n);
+      for (int v = 0; v < n; ++v) pds[v] = possible_d_sep(g, v);
+      auto w = tester.worker();
+      std::vector<int32_t> found;
+      for (int x = 0; x < n; ++x)
+        for (int y = x + 1; y < n; ++y) {
+          if (!g.adjacent(x, y)) continue;
+          for (int side = 0; side < 2; ++side) {
+            const int a = side ? y : x, c = side ? x : y;
+            std::vector<int> cand;
+            for (int v : pds[a])
+              if (v != c) cand.push_back(v);
+            if (pds_search(g, *w, tester, b, a, c, cand, p.max_pds_size, counts[b], found)) {
+              g.orient(x, y, kNone, kNone);
+              sep.set(x, y, found.data(), static_cast<int>(found.size()));
+              break;
             }
           }
-        reset_circles(g);
-        out.stats[b].fired[0] += rule0(g, sep);
-      }
-      apply_rules(g, sep, kRules1to10, out.stats[b], p.path_budget);
-    });
-  }
-  failure.rethrow();
+        }
+      reset_circles(g);
+      out.stats[b].fired[0] += rule0(g, sep);
+    }
+    apply_rules(g, sep, kRules1to10, out.stats[b], p.path_budget);
+  });
   merge_counts(counts, out);
   store_sepsets(tables, out);
 }

@@ -232,24 +232,15 @@ void icd(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
   out.singular.clear();
   std::vector<LevelCounts> counts(B);
   std::vector<SepsetTable> tables(B, SepsetTable(n));
-  ExceptionSlot failure;
-  const int nt = resolve_threads(p.num_threads);
-  (void)nt;
-#if defined(CLEANN_WITH_OPENMP)
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (B > 1)
-#endif
-  for (int64_t b = 0; b < B; ++b) {
-    failure.run([&] {
-      IcdGraph G{Marks{n, out.marks.data() + b * nn}, SepsetTable(n), LevelCounts{}, OrientStats{}};
-      const uint8_t* A = adjacency + b * nn;
-      for (int64_t k = 0; k < nn; ++k) G.g.m[k] = A[k] ? kCircle : kNone;
-      icd_one(tester, p, G, b);
-      counts[b] = std::move(G.counts);
-      tables[b] = std::move(G.sep);
-      out.stats[b] = G.stats;
-    });
-  }
-  failure.rethrow();
+  for_each_graph(B, p.num_threads, [&](int64_t b) {
+    IcdGraph G{Marks{n, out.marks.data() + b * nn}, SepsetTable(n), LevelCounts{}, OrientStats{}};
+    const uint8_t* A = adjacency + b * nn;
+    for (int64_t k = 0; k < nn; ++k) G.g.m[k] = A[k] ? kCircle : kNone;
+    icd_one(tester, p, G, b);
+    counts[b] = std::move(G.counts);
+    tables[b] = std::move(G.sep);
+    out.stats[b] = G.stats;
+  });
   merge_counts(counts, out);
   store_sepsets(tables, out);
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ci_tester.h"
+#include "common.h"
 #include "orient.h"
 #include "skeleton.h"
 
@@ -66,6 +67,20 @@ class ExceptionSlot {
   std::exception_ptr error_;
   volatile bool failed_ = false;
 };
+
+// Runs fn(b) for every graph of a stack, spread over threads; the first exception thrown by any
+// graph is rethrown here, after the others finished or were skipped.
+template <typename F>
+void for_each_graph(int64_t num_graphs, int num_threads, F&& fn) {
+  ExceptionSlot failure;
+  const int nt = resolve_threads(num_threads);
+  (void)nt;
+#if defined(CLEANN_WITH_OPENMP)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (num_graphs > 1)
+#endif
+  for (int64_t b = 0; b < num_graphs; ++b) failure.run([&] { fn(b); });
+  failure.rethrow();
+}
 
 // Tallies of tests per level for one graph, merged into LearnResult after the parallel stage.
 struct LevelCounts {
