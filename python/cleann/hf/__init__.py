@@ -1,0 +1,8 @@
+"""Hugging Face layer: attention capture (and, built on it, testers and the explainer).
+
+The only part of cleann that imports transformers.
+"""
+
+from .capture import AttentionCapture, CaptureError, attention_modules
+
+__all__ = ["AttentionCapture", "CaptureError", "attention_modules"]
