@@ -33,7 +33,8 @@ class Explanation:
         tree: the PDS-tree rooted at the target (node positions of the graph).
         candidates: token indices of the tree's nodes (the full candidate pool).
         candidates_tried: how many sets the tester judged.
-        model_calls: how many times the tester was called (one per batch for batch testers).
+        model_calls: forward passes, when the tester counts them in a ``forward_passes``
+            attribute (the cleann.hf testers do); otherwise how often the tester was called.
     """
 
     target: int
@@ -114,7 +115,7 @@ def _judge(tester, batch: list[tuple[int, ...]], target: int, batched: bool) -> 
 
 def explain(graph: Graph, target: int, tester: Callable | None, max_size: int | None = None,
             max_radius: int | None = None, minimal: bool = True, *, first: bool = False,
-            connected: bool = False, batch_size: int = 64) -> Explanation:
+            connected: bool = False, batch_size: int | None = None) -> Explanation:
     """Smallest explanations of the output at ``target`` (CLEANN).
 
     Args:
@@ -123,8 +124,8 @@ def explain(graph: Graph, target: int, tester: Callable | None, max_size: int | 
         tester: says whether a set of token indices explains the target. Either a callable
             ``tester(tokens, target) -> bool``, or an object with
             ``test_batch(list_of_token_lists, target) -> sequence of bool`` (asked with up to
-            ``batch_size`` candidates at once, e.g. one batched forward pass). None: the whole
-            candidate pool is returned as the explanation, untested.
+            ``batch_size`` candidates at once; default: the tester's own ``batch_size``, else 64).
+            None: the whole candidate pool is returned as the explanation, untested.
         max_size: largest set tried (default: all of the tree's nodes).
         max_radius: depth limit of the PDS-tree (default: none).
         minimal: stop after the first size that has an explanation (all explanations of that
@@ -148,6 +149,8 @@ def explain(graph: Graph, target: int, tester: Callable | None, max_size: int | 
     for name, v in (("max_size", max_size), ("max_radius", max_radius)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
+    if batch_size is None:
+        batch_size = getattr(tester, "batch_size", 64)
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     batched = tester is not None and callable(getattr(tester, "test_batch", None))
@@ -165,6 +168,18 @@ def explain(graph: Graph, target: int, tester: Callable | None, max_size: int | 
             result.distances.append(sum(dist.values()))
         return result
     token_to_pos = {int(t): p for p, t in enumerate(graph.nodes)}
+    passes_before = getattr(tester, "forward_passes", None)
+    try:
+        _search(result, tester, pool, dist, top, batched, batch_size, minimal, first, connected, tree, token_to_pos,
+                int(target))
+    finally:
+        if isinstance(passes_before, int):
+            result.model_calls = tester.forward_passes - passes_before
+    return result
+
+
+def _search(result, tester, pool, dist, top, batched, batch_size, minimal, first, connected, tree, token_to_pos,
+            target) -> None:
     for size in range(1, top + 1):
         pending: list[tuple[tuple[int, ...], int]] = []
 
@@ -172,8 +187,8 @@ def explain(graph: Graph, target: int, tester: Callable | None, max_size: int | 
             if not pending:
                 return False
             batch = [s for s, _ in pending]
-            answers = _judge(tester, batch, int(target), batched) if batched else \
-                [_judge(tester, [s], int(target), False)[0] for s in batch]
+            answers = _judge(tester, batch, target, batched) if batched else \
+                [_judge(tester, [s], target, False)[0] for s in batch]
             result.model_calls += 1 if batched else len(batch)
             result.candidates_tried += len(batch)
             hit = False
@@ -193,9 +208,8 @@ def explain(graph: Graph, target: int, tester: Callable | None, max_size: int | 
             pending.append((s, d))
             if len(pending) >= (batch_size if batched else 1):
                 if flush() and first:
-                    return result
+                    return
         if flush() and first:
-            return result
+            return
         if result.sets and minimal:
             break
-    return result
