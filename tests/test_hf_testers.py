@@ -48,6 +48,8 @@ def test_masked_token_tester_matches_direct_passes():
     assert answers == want and not answers[-1]  # replacing nothing changes nothing
     assert tester.candidates == len(sets)
     assert tester.forward_passes == 1 + -(-len(sets) // 7)
+    assert tester.test_batch(sets[::-1]) == want[::-1]  # answered from the cache
+    assert tester.forward_passes == 1 + -(-len(sets) // 7) and tester.candidates == len(sets)
     with pytest.raises(ValueError, match="cannot be replaced"):
         tester.test_batch([[4]])
     with pytest.raises(ValueError, match="outside the input"):

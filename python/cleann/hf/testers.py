@@ -42,7 +42,8 @@ class _Tester(ABC):
         self.batch_size = int(batch_size)
         self.protected = {int(p) for p in protected}
         self.forward_passes = 0
-        self.candidates = 0
+        self.candidates = 0  # distinct sets sent to the model
+        self._cache: dict[frozenset, bool] = {}
         self.prediction = self._predict(self._base_ids()[None])[0]
 
     def _base_ids(self) -> torch.Tensor:
@@ -71,20 +72,24 @@ class _Tester(ABC):
         """The prediction (one id per batch row) from the model's outputs."""
 
     def test_batch(self, sets: Sequence[Sequence[int]], target: int | None = None) -> list[bool]:
-        """For each set of token positions: does replacing them change the prediction?"""
-        sets = [self._check(s) for s in sets]
-        answers: list[bool] = []
+        """For each set of token positions: does replacing them change the prediction?
+
+        Answers are cached per set (explanations of several heads share candidates), so only
+        sets not judged before reach the model.
+        """
+        keys = [frozenset(self._check(s)) for s in sets]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
         base = self._base_ids()
-        for start in range(0, len(sets), self.batch_size):
-            chunk = sets[start:start + self.batch_size]
+        for start in range(0, len(todo), self.batch_size):
+            chunk = todo[start:start + self.batch_size]
             ids = base.repeat(len(chunk), 1)
             for row, s in enumerate(chunk):
                 if s:
-                    ids[row, s] = self.replacement_id
+                    ids[row, sorted(s)] = self.replacement_id
             changed = self._predict(ids) != self.prediction
-            answers.extend(bool(c) for c in changed.tolist())
-        self.candidates += len(sets)
-        return answers
+            self._cache.update(zip(chunk, (bool(c) for c in changed.tolist())))
+        self.candidates += len(todo)
+        return [self._cache[k] for k in keys]
 
     def __call__(self, tokens, target=None) -> bool:
         return self.test_batch([tokens], target)[0]
