@@ -143,7 +143,7 @@ class Explainer:
             self.model(**enc)
         t_forward = time.perf_counter() - t0
         attn = cap.attention.float().cpu().numpy()
-        lengths = [int(v) for v in cap.lengths.cpu()]
+        valid = cap.key_mask.cpu().numpy()  # pad positions (left or right) are dropped per input
         H = attn.shape[1]
         heads = list(range(H)) if self.heads is None else [int(h) for h in self.heads]
         for h in heads:
@@ -153,18 +153,19 @@ class Explainer:
         num_samples = self.model.config.hidden_size
         for b, text in enumerate(texts):
             t1 = time.perf_counter()
-            ids = enc["input_ids"][b, :lengths[b]]
+            keep = valid[b].nonzero()[0]
+            ids = enc["input_ids"][b, torch.as_tensor(keep, device=device)]
             tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
             tgt = self._target(ids, target)
             special = set(self.tokenizer.all_special_ids)
             nodes = sorted({p for p, i in enumerate(ids.tolist()) if i not in special} | {tgt})
-            graphs = _learn.abcd(attn[b, heads][:, :lengths[b], :lengths[b]], num_samples, self.alpha,
-                                 nodes=nodes, method=self.method)
+            graphs = _learn.abcd(attn[b, heads][:, keep][:, :, keep], num_samples, self.alpha, nodes=nodes,
+                                 method=self.method)
             t_discovery = time.perf_counter() - t1
             t2 = time.perf_counter()
             tester = self._tester(ids, tgt)
             res = TextExplanation(text=text, tokens=tokens, target=tgt, prediction=self._label(tester),
-                                  truncated=full[b] > lengths[b])
+                                  truncated=full[b] > len(keep))
             for h, g in zip(heads, graphs):
                 ex = explain(g, tgt, tester, max_size=self.max_size)
                 res.heads.append(HeadExplanation(h, g, ex.sets, [tuple(tokens[p] for p in s) for s in ex.sets],
