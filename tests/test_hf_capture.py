@@ -54,9 +54,11 @@ def test_matches_eager_attention_on_a_padded_batch(kind, layer):
     mask[1, 6:] = 0
     mask[2, 4:] = 0
     before = model.config._attn_implementation
+    config_before = model.config.to_dict()
     with torch.no_grad(), AttentionCapture(model, layer=layer) as cap:
         out = model(input_ids=ids, attention_mask=mask)
     assert model.config._attn_implementation == before
+    assert model.config.to_dict() == config_before
     with torch.no_grad():
         ref = eager_twin(model, kind)(input_ids=ids, attention_mask=mask, output_attentions=True)
         plain = model(input_ids=ids, attention_mask=mask)
