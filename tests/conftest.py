@@ -91,6 +91,26 @@ def random_queries(n: int, q: int, l: int, rng: np.random.Generator):
     return picks[:, 0].copy(), picks[:, 1].copy(), np.ascontiguousarray(picks[:, 2:])
 
 
+_BLOCK_CORE = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "cleann._C":
+            raise ImportError("blocked for the test")
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_without_core(code: str):
+    """Runs Python `code` in a subprocess where cleann._C cannot be imported; returns the result."""
+    import subprocess
+    import sys
+    import textwrap
+
+    return subprocess.run([sys.executable, "-c", _BLOCK_CORE + textwrap.dedent(code)], capture_output=True,
+                          text=True)
+
+
 @pytest.fixture
 def cl_fixtures():
     """causal-learn's published results (shared/fixtures/causal-learn beside the checkout, or $CLEANN_FIXTURES)."""

@@ -2,13 +2,13 @@
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cleann
+from conftest import run_without_core
 
 
 def test_compiled_core_loaded_with_openmp():
@@ -35,13 +35,8 @@ def test_core_does_not_link_libtorch():
 
 def test_import_guard_without_core():
     # Hide cleann._C: import still works, "cpu" says how to rebuild, "auto" falls back with a warning.
-    code = textwrap.dedent("""
-        import importlib.abc, sys, warnings
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name == "cleann._C":
-                    raise ImportError("blocked for the test")
-        sys.meta_path.insert(0, Block())
+    out = run_without_core("""
+        import warnings
         import numpy as np
         import cleann
         R = np.array([[1.0, 0.2, 0.1], [0.2, 1.0, 0.3], [0.1, 0.3, 1.0]])
@@ -57,7 +52,6 @@ def test_import_guard_without_core():
         assert sk.backend == "numpy" and any("NumPy reference" in str(x.message) for x in w)
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 

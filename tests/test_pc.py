@@ -4,9 +4,7 @@ matrices, stacks, threads and bad input."""
 from __future__ import annotations
 
 import functools
-import subprocess
 import sys
-import textwrap
 from itertools import combinations
 
 import networkx as nx
@@ -15,7 +13,7 @@ import pytest
 
 import cleann
 from cleann.graph import ARROW, NONE, TAIL, to_causallearn
-from conftest import random_attention, random_corr
+from conftest import random_attention, random_corr, run_without_core
 
 N = 384
 
@@ -485,13 +483,7 @@ def test_compiled_backend_only(backend, rng):
 
 
 def test_without_the_core_pc_says_how_to_rebuild():
-    code = textwrap.dedent("""
-        import importlib.abc, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name == "cleann._C":
-                    raise ImportError("blocked for the test")
-        sys.meta_path.insert(0, Block())
+    out = run_without_core("""
         import numpy as np
         import cleann
         try:
@@ -500,7 +492,6 @@ def test_without_the_core_pc_says_how_to_rebuild():
             assert "pip install --force-reinstall" in str(e), e
             print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
