@@ -4,7 +4,6 @@ matrices, stacks, threads and bad input."""
 from __future__ import annotations
 
 import functools
-import sys
 from itertools import combinations
 
 import networkx as nx
