@@ -82,6 +82,16 @@ def read_rows(path: str, id_col: str = "id", text_col: str = "text"):
             yield k, row
 
 
+def _count_rows(path: str) -> int:
+    """Rows in the input, for the progress line's ETA (non-blank lines of a JSONL file)."""
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def _done_ids(out_dir: str) -> tuple[set, int]:
     """Ids in complete parts and their error files, and the next part number."""
     done, last = set(), 0
@@ -158,6 +168,7 @@ def run(input_path: str, out_dir: str, *, explainer, config: dict, batch_size: i
     done, part = _done_ids(out_dir)
     summary = Summary(skipped=0)
     seen: set = set()
+    total = _count_rows(input_path)
     start = time.perf_counter()
     batch: list[tuple[str, str]] = []
     errors: list[dict] = []
@@ -187,8 +198,11 @@ def run(input_path: str, out_dir: str, *, explainer, config: dict, batch_size: i
         if progress:
             elapsed = time.perf_counter() - start
             rate = summary.done / elapsed if elapsed > 0 else 0.0
-            print(f"\r{summary.done} explained, {summary.errors} errors, {summary.skipped} skipped, "
-                  f"{rate:.2f} texts/s", end="", file=sys.stderr, flush=True)
+            left = max(total - summary.done - summary.errors - summary.skipped, 0)
+            eta = f", about {left / rate:.0f} s left" if rate > 0 else ""
+            print(f"\r{summary.done + summary.errors + summary.skipped}/{total} rows: {summary.done} explained, "
+                  f"{summary.errors} errors, {summary.skipped} skipped, {rate:.2f} texts/s{eta}   ",
+                  end="", file=sys.stderr, flush=True)
 
     try:
         for line, row in read_rows(input_path, id_col, text_col):
