@@ -249,6 +249,36 @@ def minilm_attention(n: int, count: int, seed: int = 0) -> tuple[np.ndarray, str
 # Data with a given correlation matrix
 
 
+def linear_gaussian_sem(rng, n_obs: int, n_lat: int, rows: int):
+    """Data from a random linear-Gaussian SEM with latent confounders, and its DAG.
+
+    A random DAG over the observed nodes (expected degree 2, weights +-[0.5, 1.5]) plus ``n_lat``
+    latent nodes, each pointing into two observed nodes; returns (data [rows, n_obs], networkx
+    DiGraph with the latents as nodes n_obs..).
+    """
+    import networkx as nx
+
+    n = n_obs + n_lat
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(n))
+    W = np.zeros((n, n))
+    order = rng.permutation(n_obs)
+    for a in range(n_obs):
+        for b in range(a + 1, n_obs):
+            if rng.random() < 2.0 / n_obs:
+                W[order[b], order[a]] = rng.uniform(0.5, 1.5) * rng.choice([-1, 1])
+                dag.add_edge(int(order[a]), int(order[b]))
+    for lat in range(n_obs, n):
+        for kid in rng.choice(n_obs, 2, replace=False):
+            W[kid, lat] = rng.uniform(0.7, 1.5) * rng.choice([-1, 1])
+            dag.add_edge(lat, int(kid))
+    # x = W x + e, solved in a topological order: latents first, then the observed order
+    x = np.zeros((rows, n))
+    for v in list(range(n_obs, n)) + list(order):
+        x[:, v] = x @ W[v] + rng.normal(size=rows)
+    return x[:, :n_obs], dag
+
+
 def data_with_correlation(R, num_rows: int, seed: int = 0) -> tuple[np.ndarray, float]:
     """Data [num_rows, n] whose np.corrcoef equals R up to rounding; returns (data, max abs error).
 

@@ -27,7 +27,6 @@ import os
 import sys
 import warnings
 
-import networkx as nx
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -36,28 +35,6 @@ import _harness as H  # noqa: E402
 import cleann  # noqa: E402
 from cleann.graph import from_causallearn  # noqa: E402
 from cleann.oracle import DSeparation  # noqa: E402
-
-
-def random_sem(rng, n_obs, n_lat, rows):
-    """(data [rows, n_obs], DAG with latents as nodes n_obs..)."""
-    n = n_obs + n_lat
-    dag = nx.DiGraph()
-    dag.add_nodes_from(range(n))
-    order = rng.permutation(n_obs)
-    W = np.zeros((n, n))
-    for a in range(n_obs):
-        for b in range(a + 1, n_obs):
-            if rng.random() < 2.0 / n_obs:
-                W[order[b], order[a]] = rng.uniform(0.5, 1.5) * rng.choice([-1, 1])
-                dag.add_edge(int(order[a]), int(order[b]))
-    for lat in range(n_obs, n):
-        for kid in rng.choice(n_obs, 2, replace=False):
-            W[kid, lat] = rng.uniform(0.7, 1.5) * rng.choice([-1, 1])
-            dag.add_edge(lat, int(kid))
-    x = np.zeros((rows, n))
-    for v in list(range(n_obs, n)) + list(order):
-        x[:, v] = x @ W[v] + rng.normal(size=rows)
-    return x[:, :n_obs], dag
 
 
 def scores(marks, truth):
@@ -107,7 +84,7 @@ def main():
         for N in args.samples:
             acc: dict[str, list] = {}
             for _ in range(args.graphs):
-                data, dag = random_sem(rng, n, max(1, n // 10), N)
+                data, dag = H.linear_gaussian_sem(rng, n, max(1, n // 10), N)
                 truth = cleann.fci(DSeparation(dag, observed=list(range(n)))).marks
                 skel = truth != 0
                 R = np.corrcoef(data.T)

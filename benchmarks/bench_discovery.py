@@ -117,24 +117,6 @@ def speed(args, rows, info):
                             "reference ICD s", "ICD CI tests", "ICD edges"], table))
 
 
-def random_sem(rng, n_obs, n_lat, rows):
-    n = n_obs + n_lat
-    W = np.zeros((n, n))
-    order = rng.permutation(n_obs)
-    for a in range(n_obs):
-        for b in range(a + 1, n_obs):
-            if rng.random() < 2.0 / n_obs:
-                W[order[b], order[a]] = rng.uniform(0.5, 1.5) * rng.choice([-1, 1])
-    for lat in range(n_obs, n):
-        for kid in rng.choice(n_obs, 2, replace=False):
-            W[kid, lat] = rng.uniform(0.7, 1.5) * rng.choice([-1, 1])
-    # x = W x + e, solved in a topological order: latents first, then the observed order
-    x = np.zeros((rows, n))
-    for v in list(range(n_obs, n)) + list(order):
-        x[:, v] = x @ W[v] + rng.normal(size=rows)
-    return x[:, :n_obs]
-
-
 def agreement(args, rows):
     from cleann.graph import from_causallearn
 
@@ -142,7 +124,7 @@ def agreement(args, rows):
     same = skel = marks_only = fewer = more = 0
     for _ in range(args.datasets):
         n_obs = int(rng.integers(10, 16))
-        data = random_sem(rng, n_obs, int(rng.integers(1, 4)), args.rows)
+        data, _ = H.linear_gaussian_sem(rng, n_obs, int(rng.integers(1, 4)), args.rows)
         ours = cleann.fci(np.corrcoef(data.T), data.shape[0], 0.05)
         theirs = from_causallearn(causallearn_fci(data, 0.05))
         if np.array_equal(ours.marks, theirs.marks):
