@@ -161,6 +161,35 @@ py::dict skeleton_dict(const cleann::SkeletonResult& res, int64_t num_graphs) {
   return d;
 }
 
+// A skeleton search's output as the Python layer holds it (the dict skeleton_dict writes).
+cleann::SkeletonResult skeleton_from_dict(const py::dict& d, int64_t num_graphs) {
+  auto vec = [&](const char* key, auto tag) {
+    using T = decltype(tag);
+    auto a = d[key].cast<py::array_t<T, py::array::c_style | py::array::forcecast>>();
+    return std::vector<T>(a.data(), a.data() + a.size());
+  };
+  cleann::SkeletonResult r;
+  r.edge_graph = vec("edge_graph", int64_t{});
+  r.edge_i = vec("edge_i", int64_t{});
+  r.edge_j = vec("edge_j", int64_t{});
+  r.edge_level = vec("edge_level", int32_t{});
+  r.set_offset = vec("set_offset", int64_t{});
+  r.set_count = vec("set_count", int64_t{});
+  r.set_members = vec("set_members", int32_t{});
+  r.num_levels = d["num_levels"].cast<int>();
+  r.tests = vec("tests", int64_t{});
+  r.singular = vec("singular", int64_t{});
+  const size_t e = r.edge_graph.size();
+  const size_t cells = static_cast<size_t>(r.num_levels) * num_graphs;
+  if (r.edge_i.size() != e || r.edge_j.size() != e || r.edge_level.size() != e || r.set_offset.size() != e ||
+      r.set_count.size() != e || r.tests.size() != cells || r.singular.size() != cells)
+    throw cleann::ArgumentError("given skeleton: inconsistent array lengths");
+  for (size_t k = 0; k < e; ++k)
+    if (r.edge_graph[k] < 0 || r.edge_graph[k] >= num_graphs)
+      throw cleann::ArgumentError("given skeleton: graph index out of range");
+  return r;
+}
+
 py::dict skeleton(const F64& corr, U8& adjacency, double num_samples, double alpha, int max_level,
                   bool all_sepsets, double pivot_tol, int num_threads) {
   const cleann::SkeletonParams p =
@@ -175,10 +204,15 @@ py::dict skeleton(const F64& corr, U8& adjacency, double num_samples, double alp
 }
 
 py::dict pc(const F64& corr, U8& adjacency, double num_samples, double alpha, int max_level, bool all_sepsets,
-            int uc_priority, double pivot_tol, int num_threads) {
+            int uc_priority, double pivot_tol, int num_threads, const py::object& given) {
   cleann::PcParams p;
   p.skeleton = skeleton_params(corr, adjacency, num_samples, alpha, max_level, all_sepsets, pivot_tol, num_threads);
   p.uc_priority = uc_priority;
+  cleann::SkeletonResult given_sk;
+  if (!given.is_none()) {
+    given_sk = skeleton_from_dict(given.cast<py::dict>(), p.skeleton.num_graphs);
+    p.given = &given_sk;
+  }
   py::array_t<int8_t> marks({corr.shape(0), corr.shape(1), corr.shape(2)});
   cleann::PcResult res;
   uint8_t* adj = adjacency.mutable_data();
@@ -198,7 +232,7 @@ py::dict pc(const F64& corr, U8& adjacency, double num_samples, double alpha, in
 // (total_nodes, parent_offset, parents) and corr is None.
 py::dict learn(const std::string& method, const py::object& corr_obj, const py::object& dag, U8& adjacency,
                double num_samples, double alpha, double pivot_tol, int max_level, bool all_sepsets, bool pds_stage,
-               int max_pds_size, bool icd_stable, int64_t path_budget, int num_threads) {
+               int max_pds_size, bool icd_stable, int64_t path_budget, int num_threads, const py::object& given) {
   expect(adjacency.ndim() == 3 && adjacency.shape(1) == adjacency.shape(2), "adjacency must have shape [B, n, n]",
          adjacency);
   cleann::LearnParams p;
@@ -228,6 +262,11 @@ py::dict learn(const std::string& method, const py::object& corr_obj, const py::
     tester = std::make_unique<cleann::DSeparationTester>(
         p.n, total, std::vector<int64_t>(off.data(), off.data() + off.size()),
         std::vector<int32_t>(par.data(), par.data() + par.size()));
+  }
+  cleann::SkeletonResult given_sk;
+  if (!given.is_none()) {
+    given_sk = skeleton_from_dict(given.cast<py::dict>(), p.num_graphs);
+    p.given = &given_sk;
   }
   cleann::LearnResult res;
   const uint8_t* adj = adjacency.data();
@@ -332,11 +371,71 @@ py::array_t<bool> possible_ancestors(const py::array_t<int8_t, py::array::c_styl
   return out;
 }
 
+#if defined(CLEANN_WITH_CUDA)
+// CUDA entry points take device pointers (torch's data_ptr()) and a cudaStream_t as integers, so
+// the core never links libtorch. The Python layer allocates every buffer and checks the indices.
+template <typename T>
+T* dev(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+void cuda_ci_test(uintptr_t corr, int64_t num_graphs, int64_t n, uintptr_t graph, uintptr_t i, uintptr_t j,
+                  uintptr_t cond, int64_t num_queries, int cond_size, double num_samples, double alpha,
+                  double pivot_tol, uintptr_t rho, uintptr_t pvalue, uintptr_t outcome, uintptr_t scratch,
+                  int64_t scratch_doubles, uintptr_t stream) {
+  cleann::CIQueryParams p;
+  p.corr = dev<const double>(corr);
+  p.num_graphs = num_graphs;
+  p.n = n;
+  p.num_queries = num_queries;
+  p.graph = dev<const int64_t>(graph);
+  p.i = dev<const int64_t>(i);
+  p.j = dev<const int64_t>(j);
+  p.cond = dev<const int64_t>(cond);
+  p.cond_size = cond_size;
+  p.pivot_tol = pivot_tol;
+  p.num_samples = num_samples;
+  p.alpha = alpha;
+  cleann::CIQueryOutput out;
+  out.rho = dev<double>(rho);
+  out.pvalue = dev<double>(pvalue);
+  out.outcome = dev<int8_t>(outcome);
+  const cleann::FisherZ fz = cleann::make_fisher_z(alpha, num_samples, cond_size);
+  py::gil_scoped_release release;
+  cleann::cuda::ci_queries(p, out, fz, dev<double>(scratch), scratch_doubles, dev<void>(stream));
+}
+
+void cuda_skeleton_level(uintptr_t corr, uintptr_t adj, uintptr_t nbr, uintptr_t deg, uintptr_t binom,
+                         int64_t num_graphs, int64_t n, int level, double num_samples, double alpha, double pivot_tol,
+                         uintptr_t rank, uintptr_t tests, uintptr_t singular, uintptr_t scratch,
+                         int64_t scratch_doubles, uintptr_t stream) {
+  cleann::cuda::LevelArgs a;
+  a.corr = dev<const double>(corr);
+  a.adj = dev<const uint8_t>(adj);
+  a.nbr = dev<const int32_t>(nbr);
+  a.deg = dev<const int32_t>(deg);
+  a.binom = dev<const int64_t>(binom);
+  a.rank = dev<int64_t>(rank);
+  a.tests = dev<int64_t>(tests);
+  a.singular = dev<int64_t>(singular);
+  a.scratch = dev<double>(scratch);
+  a.scratch_doubles = scratch_doubles;
+  a.num_graphs = num_graphs;
+  a.n = n;
+  a.level = level;
+  a.pivot_tol = pivot_tol;
+  a.fz = cleann::make_fisher_z(alpha, num_samples, level);
+  py::gil_scoped_release release;
+  cleann::cuda::skeleton_level(a, dev<void>(stream));
+}
+#endif
+
 py::dict build_info() {
   py::dict d;
   d["openmp"] = cleann::have_openmp();
 #if defined(CLEANN_WITH_CUDA)
   d["cuda"] = true;
+  d["cuda_devices"] = cleann::cuda::device_count();
 #else
   d["cuda"] = false;
 #endif
@@ -364,13 +463,20 @@ PYBIND11_MODULE(_C, m) {
   m.def("learn", &learn, py::arg("method"), py::arg("corr"), py::arg("dag"), py::arg("adjacency"),
         py::arg("num_samples"), py::arg("alpha"), py::arg("pivot_tol"), py::arg("max_level"), py::arg("all_sepsets"),
         py::arg("pds_stage"), py::arg("max_pds_size"), py::arg("icd_stable"), py::arg("path_budget"),
-        py::arg("num_threads") = 0);
+        py::arg("num_threads") = 0, py::arg("given") = py::none());
   m.def("orient", &orient, py::arg("marks"), py::arg("sep_i"), py::arg("sep_j"), py::arg("sep_offset"),
         py::arg("sep_members"), py::arg("r0"), py::arg("mask"), py::arg("budget"));
   m.def("pds_tree", &pds_tree, py::arg("marks"), py::arg("root"), py::arg("max_depth"));
   m.def("possible_ancestors", &possible_ancestors, py::arg("marks"));
   m.def("pc", &pc, py::arg("corr"), py::arg("adjacency"), py::arg("num_samples"), py::arg("alpha"),
         py::arg("max_level"), py::arg("all_sepsets"), py::arg("uc_priority"), py::arg("pivot_tol"),
-        py::arg("num_threads") = 0);
+        py::arg("num_threads") = 0, py::arg("given") = py::none());
   m.def("build_info", &build_info);
+#if defined(CLEANN_WITH_CUDA)
+  m.def("cuda_device_count", &cleann::cuda::device_count);
+  m.def("cuda_ci_scratch_doubles", &cleann::cuda::ci_scratch_doubles, py::arg("cond_size"));
+  m.def("cuda_level_scratch_doubles", &cleann::cuda::level_scratch_doubles, py::arg("level"));
+  m.def("cuda_ci_test", &cuda_ci_test);
+  m.def("cuda_skeleton_level", &cuda_skeleton_level);
+#endif
 }

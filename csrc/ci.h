@@ -40,4 +40,18 @@ namespace cpu {
 void ci_queries(const CIQueryParams& p, const CIQueryOutput& out);
 }
 
+struct FisherZ;
+
+// Built with CLEANN_CUDA: every pointer in p and out is device memory (indices are not checked
+// here; the Python layer checks them on the device), `stream` is a cudaStream_t, `fz` the
+// decision constants (make_fisher_z) when out.outcome is set.
+namespace cuda {
+// Scratch (float64 elements) a launch with this set size needs; 0 for compiled-in sizes.
+int64_t ci_scratch_doubles(int cond_size);
+void ci_queries(const CIQueryParams& p, const CIQueryOutput& out, const FisherZ& fz, double* scratch,
+                int64_t scratch_doubles, void* stream);
+// CUDA devices visible (0 without a driver or device).
+int device_count();
+}  // namespace cuda
+
 }  // namespace cleann

@@ -129,7 +129,12 @@ void fci(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
   sp.max_level = p.max_level;
   sp.all_sepsets = p.all_sepsets;
   sp.num_threads = p.num_threads;
-  cpu::skeleton_with(tester, sp, adj.data(), out.skeleton);
+  if (p.given) {
+    out.skeleton = *p.given;
+    remove_edges(out.skeleton, n, adj.data());
+  } else {
+    cpu::skeleton_with(tester, sp, adj.data(), out.skeleton);
+  }
   out.tests = out.skeleton.tests;
   out.singular = out.skeleton.singular;
   out.num_levels = out.skeleton.num_levels;

@@ -176,9 +176,45 @@ bool iteration(const CITester& tester, CIWorker& w, IcdGraph& G, int64_t graph, 
   return tested;
 }
 
+// Iterations r = first, first + 1, ... until one tests nothing (or max_level).
+void iterate(const CITester& tester, const LearnParams& p, IcdGraph& G, int64_t graph, CIWorker& w, int first);
+
+// Applies the removals of skeleton level `level` of graph `graph` (ICD's iteration r = level <= 1)
+// and their counts. Returns whether the level tested any set.
+bool replay_level(const SkeletonResult& sk, int64_t num_graphs, IcdGraph& G, int64_t graph, int level) {
+  if (level >= sk.num_levels) return false;
+  for (size_t e = 0; e < sk.edge_graph.size(); ++e) {
+    if (sk.edge_graph[e] != graph || sk.edge_level[e] != level) continue;
+    const int i = static_cast<int>(sk.edge_i[e]), j = static_cast<int>(sk.edge_j[e]);
+    G.g.orient(i, j, kNone, kNone);
+    G.sep.set(i, j, sk.set_members.data() + sk.set_offset[e], level);
+  }
+  const int64_t tests = sk.tests[static_cast<size_t>(level) * num_graphs + graph];
+  if (tests) {
+    G.counts.add(level, kDependent);  // sizes the tables
+    G.counts.tests[level] = tests;
+    G.counts.singular[level] = sk.singular[static_cast<size_t>(level) * num_graphs + graph];
+  }
+  return tests > 0;
+}
+
 void icd_one(const CITester& tester, const LearnParams& p, IcdGraph& G, int64_t graph) {
   const int n = G.g.n;
   auto w = tester.worker();
+  if (p.given) {  // r = 0 and r = 1 ran as skeleton levels 0 and 1 (stable mode)
+    replay_level(*p.given, p.num_graphs, G, graph, 0);
+    reorient(G, p.path_budget);
+    if (p.max_level == 0) {
+      final_rules(G, p.path_budget);
+      return;
+    }
+    const bool tested = replay_level(*p.given, p.num_graphs, G, graph, 1);
+    reorient(G, p.path_budget);
+    final_rules(G, p.path_budget);
+    if (!tested) return;
+    iterate(tester, p, G, graph, *w, 2);
+    return;
+  }
   // r = 0: every pair, unconditionally.
   bool any_pair = false;
   for (int i = 0; i < n && !any_pair; ++i)
@@ -200,12 +236,16 @@ void icd_one(const CITester& tester, const LearnParams& p, IcdGraph& G, int64_t 
       }
     }
   reorient(G, p.path_budget);
-  for (int r = 1;; ++r) {
+  iterate(tester, p, G, graph, *w, 1);
+}
+
+void iterate(const CITester& tester, const LearnParams& p, IcdGraph& G, int64_t graph, CIWorker& w, int first) {
+  for (int r = first;; ++r) {
     if (p.max_level >= 0 && r > p.max_level) {
       final_rules(G, p.path_budget);
       return;
     }
-    const bool tested = iteration(tester, *w, G, graph, r, p.icd_stable);
+    const bool tested = iteration(tester, w, G, graph, r, p.icd_stable);
     if (r == 1) {
       reorient(G, p.path_budget);
       final_rules(G, p.path_budget);

@@ -24,6 +24,9 @@ struct LearnParams {
   bool icd_stable = true;       // ICD: candidates from the snapshot at the start of each iteration
   int64_t path_budget = kPathSearchBudget;
   int num_threads = 0;
+  // A skeleton search already run elsewhere (the GPU) from the starting graph, "first" sepsets:
+  // FCI takes it as its skeleton stage; ICD as its iterations r = 0 and 1 (levels 0 and 1 only).
+  const SkeletonResult* given = nullptr;
 };
 
 struct LearnResult {

@@ -33,6 +33,7 @@ enum UcPriority : int {
 struct PcParams {
   SkeletonParams skeleton;
   int uc_priority = kUcExisting;
+  const SkeletonResult* given = nullptr;  // a skeleton search already run (the GPU) from `adjacency`
 };
 
 struct PcResult {

@@ -28,4 +28,14 @@ void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out) 
   cpu::skeleton(p, adjacency, out);
 }
 
+void remove_edges(const SkeletonResult& sk, int64_t n, uint8_t* adjacency, int max_level) {
+  const int64_t nn = n * n;
+  for (size_t e = 0; e < sk.edge_graph.size(); ++e) {
+    if (max_level >= 0 && sk.edge_level[e] > max_level) continue;
+    uint8_t* A = adjacency + sk.edge_graph[e] * nn;
+    A[sk.edge_i[e] * n + sk.edge_j[e]] = 0;
+    A[sk.edge_j[e] * n + sk.edge_i[e]] = 0;
+  }
+}
+
 }  // namespace cleann

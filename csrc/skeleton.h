@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "pcorr.h"
+
 namespace cleann {
 
 struct SkeletonParams {
@@ -31,6 +33,9 @@ struct SkeletonResult {
   std::vector<int64_t> singular;      // [num_levels][B]
 };
 
+// Removes the edges `sk` records (those of level <= max_level; -1: all) from `adjacency` [B, n, n].
+void remove_edges(const SkeletonResult& sk, int64_t n, uint8_t* adjacency, int max_level = -1);
+
 // Throws ArgumentError for a bad alpha or pivot_tol, or a starting graph with a self-loop or an
 // asymmetric entry.
 void check_skeleton_args(const SkeletonParams& p, const uint8_t* adjacency);
@@ -40,6 +45,29 @@ void check_skeleton_args(const SkeletonParams& p, const uint8_t* adjacency);
 void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out);
 
 class CITester;
+
+// Built with CLEANN_CUDA: one level >= 1 of the search on the GPU (device pointers throughout).
+namespace cuda {
+struct LevelArgs {
+  const double* corr = nullptr;  // [B, n, n]
+  const uint8_t* adj = nullptr;  // [B, n, n], the level's snapshot
+  const int32_t* nbr = nullptr;  // [B, n, n], ascending neighbours of each node, first deg entries used
+  const int32_t* deg = nullptr;  // [B, n]
+  const int64_t* binom = nullptr;  // [n + 1, level + 1], C(a, b)
+  int64_t* rank = nullptr;       // [B, n, n] out, per ordered pair; must hold -1 on entry
+  int64_t* tests = nullptr;      // [B, n, n] out
+  int64_t* singular = nullptr;   // [B, n, n] out
+  double* scratch = nullptr;     // level_scratch_doubles(level) elements
+  int64_t scratch_doubles = 0;
+  int64_t num_graphs = 0;
+  int64_t n = 0;
+  int level = 1;
+  double pivot_tol = 1e-10;
+  FisherZ fz;
+};
+int64_t level_scratch_doubles(int level);
+void skeleton_level(const LevelArgs& a, void* stream);
+}  // namespace cuda
 
 namespace cpu {
 void skeleton(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out);

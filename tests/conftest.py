@@ -9,6 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+HAVE_CUDA = _cuda_available()
+# Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors. Triton reads this when
+# a kernel is defined, so it is set before anything imports cleann.kernels.
+if not HAVE_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 FIXTURES = Path(os.environ.get("CLEANN_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 
 # Tolerances, stated once: float64 kernels against the float64 reference.
@@ -136,3 +150,21 @@ def rng(request):
     """A generator seeded from the test's name: fresh inputs per test, reproducible per test."""
     seed = zlib.crc32(request.node.nodeid.encode())
     return np.random.default_rng(seed)
+
+
+def gpu_devices() -> list[tuple[str, str]]:
+    """(backend, torch device) pairs this machine can run: Triton (on the interpreter without a
+    GPU), and CUDA and Triton on the GPU when there is one with the kernels built."""
+    out = []
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        triton = None
+    if triton is not None:
+        out.append(("triton", "cuda" if HAVE_CUDA else "cpu"))
+    if HAVE_CUDA:
+        import cleann._C as C
+
+        if C.build_info()["cuda"]:
+            out.append(("cuda", "cuda"))
+    return out

@@ -404,7 +404,12 @@ void orient_pc(Marks g, const SepsetTable& sepsets, int uc_priority, const Orien
 
 void pc(const PcParams& p, uint8_t* adjacency, int8_t* marks, PcResult& out) {
   const SkeletonParams& sp = p.skeleton;
-  cpu::skeleton(sp, adjacency, out.skeleton);
+  if (p.given) {
+    out.skeleton = *p.given;
+    remove_edges(out.skeleton, sp.n, adjacency);
+  } else {
+    cpu::skeleton(sp, adjacency, out.skeleton);
+  }
 
   const int64_t B = sp.num_graphs, n = sp.n, nn = n * n;
   const std::vector<std::vector<size_t>> edges = edges_by_graph(out.skeleton, B);

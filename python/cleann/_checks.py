@@ -104,3 +104,76 @@ def threads_value(num_threads) -> int:
     if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
         raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
     return int(num_threads)
+
+
+def corr_stack_tensor(R, name: str, device, atol: float = 1e-8):
+    """``R`` as a contiguous float64 [B, n, n] torch tensor on ``device``, checked there like
+    :func:`corr_stack` (one synchronisation per check); flag: was it a stack."""
+    import torch
+
+    if is_torch(R):
+        if R.is_complex() or not R.is_floating_point():
+            raise ValueError(f"{name} must hold floating-point values, got dtype {R.dtype}")
+        if R.device != device:
+            raise ValueError(f"{name} is on {R.device} but the backend runs on {device}")
+        t = R.detach()
+    else:
+        t = torch.from_numpy(check_float(to_numpy(R, name), name))
+    if t.ndim not in (2, 3) or t.shape[-1] != t.shape[-2]:
+        raise ValueError(f"{name} must have shape [n, n] or [B, n, n], got {list(t.shape)}")
+    batched = t.ndim == 3
+    t = t.reshape((-1,) + tuple(t.shape[-2:])).to(device=device, dtype=torch.float64).contiguous()
+
+    def where(mask) -> str:
+        idx = tuple(int(v) for v in mask.nonzero()[0])
+        return str(idx if batched else idx[1:])
+
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        raise ValueError(f"{name} holds a non-finite value at index {where(bad)}")
+    if t.shape[-1]:
+        diag = torch.diagonal(t, dim1=1, dim2=2)
+        off = (diag - 1.0).abs() > atol
+        if bool(off.any()):
+            b, k = (int(v) for v in off.nonzero()[0])
+            at = f"[{b}, {k}, {k}]" if batched else f"[{k}, {k}]"
+            raise ValueError(f"{name} must be a correlation matrix (unit diagonal), got {float(diag[b, k])!r} at {at}")
+        tt = t.transpose(1, 2)
+        asym = (t - tt).abs() > atol
+        if bool(asym.any()):
+            raise ValueError(f"{name} must be symmetric, differs at index {where(asym)}")
+        big = t.abs() > 1.0 + atol
+        if bool(big.any()):
+            raise ValueError(f"{name} has a correlation outside [-1, 1] at index {where(big)}")
+        if not bool(torch.equal(t, tt)):
+            t = (0.5 * (t + tt)).contiguous()
+    return t, batched
+
+
+def same_device(x, name: str, device) -> None:
+    """A torch tensor argument must already be on the backend's device."""
+    if is_torch(x) and x.device != device:
+        raise ValueError(f"{name} is on {x.device} but R is on {device}; put them on one device")
+
+
+def check_query_arrays(num_graphs: int, n: int, graph, i, j, S) -> None:
+    """The compiled core's index checks, vectorised, as ValueErrors naming the first bad query."""
+    q = len(i)
+    g = np.zeros(q, np.int64) if graph is None else graph
+    checks = [
+        ((g < 0) | (g >= num_graphs), lambda k: f"graph index {g[k]} out of range [0, {num_graphs})"),
+        ((i < 0) | (i >= n), lambda k: f"i = {i[k]} out of range [0, {n})"),
+        ((j < 0) | (j >= n), lambda k: f"j = {j[k]} out of range [0, {n})"),
+        (i == j, lambda k: f"i == j == {i[k]}"),
+    ]
+    if S.shape[1]:
+        checks += [
+            (((S < 0) | (S >= n)).any(axis=1), lambda k: f"S contains a node out of range [0, {n})"),
+            (((S == i[:, None]) | (S == j[:, None])).any(axis=1), lambda k: "S contains i or j"),
+        ]
+        srt = np.sort(S, axis=1)
+        checks.append(((srt[:, 1:] == srt[:, :-1]).any(axis=1), lambda k: "S contains a node twice"))
+    for bad, message in checks:
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{message(k)} (query {k})")

@@ -53,9 +53,9 @@ class CudaOps:
         p = torch.empty(q, dtype=torch.float64, device=R.device)
         outcome = torch.empty(q, dtype=torch.int8, device=R.device)
         if q:
-            scratch = self._scratch(R, L)
+            scratch = self._scratch(R, self._C.cuda_ci_scratch_doubles(L))
             self._C.cuda_ci_test(R.data_ptr(), R.shape[0], R.shape[-1], g.data_ptr(), i.data_ptr(), j.data_ptr(),
-                                 S.data_ptr(), q, L, threshold2, num_samples, alpha, tol, rho.data_ptr(),
+                                 S.data_ptr(), q, L, num_samples, alpha, tol, rho.data_ptr(),
                                  p.data_ptr(), outcome.data_ptr(), scratch.data_ptr(), scratch.numel(),
                                  self._stream(R))
         return rho, p, outcome
@@ -67,18 +67,18 @@ class CudaOps:
         rank = torch.full((B, n, n), -1, dtype=torch.int64, device=R.device)
         tests = torch.zeros((B, n, n), dtype=torch.int64, device=R.device)
         singular = torch.zeros((B, n, n), dtype=torch.int64, device=R.device)
-        scratch = self._scratch(R, level)
+        scratch = self._scratch(R, self._C.cuda_level_scratch_doubles(level))
         self._C.cuda_skeleton_level(R.data_ptr(), adj.data_ptr(), nbr.data_ptr(), deg.data_ptr(), binom.data_ptr(),
-                                    B, n, level, threshold2, num_samples, alpha, tol, rank.data_ptr(),
+                                    B, n, level, num_samples, alpha, tol, rank.data_ptr(),
                                     tests.data_ptr(), singular.data_ptr(), scratch.data_ptr(), scratch.numel(),
                                     self._stream(R))
         return rank, tests, singular
 
-    def _scratch(self, R, level):
+    @staticmethod
+    def _scratch(R, doubles: int):
         """Per-thread working memory for set sizes past the kernels' compiled-in ones (else empty)."""
         import torch
 
-        doubles = self._C.cuda_scratch_doubles(level)
         return torch.empty(doubles, dtype=torch.float64, device=R.device)
 
 
@@ -264,3 +264,33 @@ def _merge(parts, B: int) -> dict:
     raw["tests"] = tests
     raw["singular"] = singular
     return raw
+
+
+def learner_skeleton(which: str, R, node_lists, N: float, alpha: float, max_level, pivot_tol: float):
+    """For a learner on a GPU backend: its correlation blocks (one per node list, padded with the
+    identity to the longest) and the skeleton search run on the device from the complete graph
+    over each list. ``node_lists(B, n, batched)`` gives the lists. Returns (blocks as float64
+    NumPy [B, k, k], raw skeleton for the core, the stack flag, the node lists)."""
+    import torch
+
+    from . import _backend
+    from ._checks import corr_stack_tensor
+
+    device = _backend.device_for(which, R)
+    corr, batched = corr_stack_tensor(R, "R", device)
+    B, n = corr.shape[0], corr.shape[1]
+    node_lists = node_lists(B, n, batched)
+    k = max(len(x) for x in node_lists)
+    if k == n and all(len(x) == n for x in node_lists):  # every token: no gather
+        sub = corr
+    else:
+        sub = torch.eye(k, dtype=torch.float64, device=device).repeat(B, 1, 1)
+        for b, x in enumerate(node_lists):
+            idx = torch.as_tensor(x, device=device)
+            sub[b, :len(x), :len(x)] = corr[b].index_select(0, idx).index_select(1, idx)
+    adj = torch.zeros((B, k, k), dtype=torch.uint8, device=device)
+    for b, x in enumerate(node_lists):
+        adj[b, :len(x), :len(x)] = 1
+    adj.diagonal(dim1=1, dim2=2).zero_()
+    raw = skeleton(which, sub.contiguous(), adj, N, alpha, max_level, pivot_tol)
+    return sub.cpu().numpy(), raw, batched, node_lists

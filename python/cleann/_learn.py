@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from . import _backend, _core
-from ._checks import alpha_value, corr_stack, num_samples_value, threads_value, to_numpy
+from ._checks import alpha_value, corr_stack, is_torch, num_samples_value, threads_value, to_numpy
 from .ci import PIVOT_TOL
 from .graph import Graph
 from .oracle import DSeparation
@@ -50,7 +50,10 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
     if max_pds_size is not None and (not isinstance(max_pds_size, numbers.Integral) or max_pds_size < 0):
         raise ValueError(f"max_pds_size must be a non-negative integer or None, got {max_pds_size!r}")
     nt = threads_value(num_threads)
-    which = _backend.resolve(backend, method)
+    # The GPU runs the skeleton stage ("first" sepsets): FCI's, and ICD's iterations r = 0, 1 (stable).
+    gpu = sepsets == "first" and not isinstance(R, DSeparation) and (method == "fci" or mode == "stable")
+    what = method if method == "fci" or mode == "stable" else f"{method} (mode={mode!r})"
+    which = _backend.resolve(backend, what, R, gpu=gpu)
     if which == "numpy":
         raise _backend.BackendUnavailableError(f"{method} has no NumPy implementation; use backend='cpu'")
     C = _core.core()
@@ -72,26 +75,37 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
                       mode == "stable", int(path_budget), nt)
         params["ci_test"] = "d-separation"
         return _graphs(raw, node_lists, params, which)[0]
-    corr, batched = corr_stack(R, "R")
     params["num_samples"] = N = num_samples_value(num_samples) if num_samples is not None else None
     if N is None:
         raise ValueError("num_samples is required (for attention: the model's hidden size)")
     params["alpha"] = a = alpha_value(alpha)
     params["ci_test"] = "fisher-z"
-    B, n = corr.shape[0], corr.shape[1]
-    node_lists = _node_lists(nodes, batched, B, n)
-    k = max(len(x) for x in node_lists)
-    sub = np.zeros((B, k, k))
+    given = None
+    if which in _backend.GPU_BACKENDS:
+        from . import _gpu
+
+        gpu_level = max_level if method == "fci" else (1 if max_level is None else min(1, max_level))
+        sub, given, batched, node_lists = _gpu.learner_skeleton(
+            which, R, lambda B, n, batched: _node_lists(nodes, batched, B, n), N, a, gpu_level, float(pivot_tol))
+        B, k = sub.shape[0], sub.shape[1]
+    else:
+        corr, batched = corr_stack(R, "R")
+        B, n = corr.shape[0], corr.shape[1]
+        node_lists = _node_lists(nodes, batched, B, n)
+        k = max(len(x) for x in node_lists)
+        sub = np.zeros((B, k, k))
+        for b, x in enumerate(node_lists):
+            sub[b] = np.eye(k)
+            sub[b, :len(x), :len(x)] = corr[b][np.ix_(x, x)]
     adj = np.zeros((B, k, k), np.uint8)
     for b, x in enumerate(node_lists):
         m = len(x)
-        sub[b] = np.eye(k)
-        sub[b, :m, :m] = corr[b][np.ix_(x, x)]
         adj[b, :m, :m] = 1
         adj[b, np.arange(m), np.arange(m)] = 0
     raw = C.learn(method, np.ascontiguousarray(sub), None, adj, N, a, float(pivot_tol),
                   -1 if max_level is None else int(max_level), sepsets == "all", bool(possible_dsep),
-                  -1 if max_pds_size is None else int(max_pds_size), mode == "stable", int(path_budget), nt)
+                  -1 if max_pds_size is None else int(max_pds_size), mode == "stable", int(path_budget), nt,
+                  given)
     graphs = _graphs(raw, node_lists, params, which)
     return graphs if batched else graphs[0]
 
@@ -190,13 +204,36 @@ def abcd(attn, num_samples, alpha: float = 0.01, nodes=None, method: str = "icd"
         for [H, n, n]: a list of H graphs; for [B, H, n, n]: a list of B such lists. The graphs of
         the whole batch are learned in one call, spread over threads.
     """
-    from .correlation import correlation_of_rows
-
     if method not in ("icd", "fci"):
         raise ValueError(f"method must be 'icd' or 'fci', got {method!r}")
-    a = to_numpy(attn, "attn")
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.floating):
-        raise ValueError(f"attn must hold floating-point values, got dtype {a.dtype}")
+    backend = kwargs.get("backend", "auto")
+    on_device = _backend.is_cuda_tensor(attn) or (backend == "triton" and _backend.triton_interpreted())
+    corr, node_lists, B, H, single = _abcd_stack(attn, nodes, lengths, on_device)
+    fn = icd if method == "icd" else fci
+    extra = {"mode": mode} if method == "icd" else {}
+    graphs = fn(corr, num_samples, alpha, nodes=node_lists, max_level=max_level, num_threads=num_threads,
+                pivot_tol=pivot_tol, **extra, **kwargs)
+    for k, g in enumerate(graphs):
+        g.params.update(input=k // H, head=k % H)
+    out = [graphs[b * H:(b + 1) * H] for b in range(B)]
+    return out[0] if single else out
+
+
+def _abcd_stack(attn, nodes, lengths, on_device: bool):
+    """Correlation stack [B * H, n, n] (padding rows and columns identity) and node lists for ABCD;
+    ``on_device`` keeps a torch input on its device (the fused Triton kernel where it can run)."""
+    from .correlation import correlation_of_rows, correlation_of_rows_tensor
+
+    if on_device:
+        import torch
+
+        a = attn.detach() if is_torch(attn) else torch.from_numpy(np.asarray(attn))
+        if a.is_complex() or not a.is_floating_point():
+            raise ValueError(f"attn must hold floating-point values, got dtype {a.dtype}")
+    else:
+        a = to_numpy(attn, "attn")
+        if a.dtype == bool or not np.issubdtype(a.dtype, np.floating):
+            raise ValueError(f"attn must hold floating-point values, got dtype {a.dtype}")
     if a.ndim not in (3, 4) or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"attn must have shape [H, n, n] or [B, H, n, n], got {list(a.shape)}")
     single = a.ndim == 3
@@ -213,15 +250,30 @@ def abcd(attn, num_samples, alpha: float = 0.01, nodes=None, method: str = "icd"
             raise ValueError(f"lengths must be in [1, {n}], got {lens.tolist()}")
         lens = [int(v) for v in lens]
     per_input = nodes is not None and len(nodes) == B and len(nodes) > 0 and np.ndim(nodes[0]) == 1 and not single
-    corr = np.zeros((B * H, n, n))
+    if on_device:
+        fused = _backend._triton_error("abcd", a) is None
+        corr = torch.eye(n, dtype=torch.float64, device=a.device).repeat(B * H, 1, 1)
+    else:
+        corr = np.zeros((B * H, n, n))
     node_lists = []
     for b in range(B):
         L = lens[b]
-        rows = a[b, :, :L, :].astype(np.float64)
-        if not np.isfinite(rows).all():
-            idx = tuple(int(v) for v in np.argwhere(~np.isfinite(rows))[0])
-            raise ValueError(f"attention of input {b} holds a non-finite value at (head, row, column) {idx}")
-        r = correlation_of_rows(rows)
+        if on_device:
+            rows = a[b, :, :L, :].to(torch.float64)
+            bad = ~torch.isfinite(rows)
+            if bool(bad.any()):
+                idx = tuple(int(v) for v in bad.nonzero()[0])
+                raise ValueError(f"attention of input {b} holds a non-finite value at (head, row, column) {idx}")
+            corr[b * H:(b + 1) * H, :L, :L] = correlation_of_rows_tensor(rows, fused)
+        else:
+            rows = a[b, :, :L, :].astype(np.float64)
+            if not np.isfinite(rows).all():
+                idx = tuple(int(v) for v in np.argwhere(~np.isfinite(rows))[0])
+                raise ValueError(f"attention of input {b} holds a non-finite value at (head, row, column) {idx}")
+            r = correlation_of_rows(rows)
+            for h in range(H):
+                corr[b * H + h] = np.eye(n)
+                corr[b * H + h, :L, :L] = r[h]
         chosen = nodes[b] if per_input else nodes
         if chosen is None:
             keep = np.arange(L, dtype=np.int64)
@@ -229,15 +281,5 @@ def abcd(attn, num_samples, alpha: float = 0.01, nodes=None, method: str = "icd"
             keep = _node_lists(chosen, False, 1, n)[0]
             if keep.max() >= L:
                 raise ValueError(f"node {int(keep.max())} is beyond the {L} valid tokens of input {b}")
-        for h in range(H):
-            corr[b * H + h] = np.eye(n)
-            corr[b * H + h, :L, :L] = r[h]
-            node_lists.append(keep)
-    fn = icd if method == "icd" else fci
-    extra = {"mode": mode} if method == "icd" else {}
-    graphs = fn(corr, num_samples, alpha, nodes=node_lists, max_level=max_level, num_threads=num_threads,
-                pivot_tol=pivot_tol, **extra, **kwargs)
-    for k, g in enumerate(graphs):
-        g.params.update(input=k // H, head=k % H)
-    out = [graphs[b * H:(b + 1) * H] for b in range(B)]
-    return out[0] if single else out
+        node_lists.extend([keep] * H)
+    return corr, node_lists, B, H, single

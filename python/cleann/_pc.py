@@ -44,7 +44,8 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
             the removal level and a triple is a collider only if y is in none of them (causal-learn).
         uc_priority: 0-4, above.
         max_level: largest conditioning-set size of the skeleton search (None: no limit).
-        backend: "auto" | "cpu" (the orientation is compiled only).
+        backend: "auto" | "cpu" | "cuda" | "triton": where the skeleton search runs ("auto": on the
+            GPU when R is a CUDA tensor, with sepsets="first"); the orientation runs on the CPU.
         num_threads: threads for the skeleton's levels and for the graphs of a stack (None: all).
         pivot_tol: conditioning blocks with a pivot under this are singular, counted as dependent
             (in the collider scores of priorities 3, 4: p = 0).
@@ -59,7 +60,6 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
         ValueError: bad shapes or values, a level reached where num_samples - l - 3 <= 0, or a
             neighbourhood too large for the collider scores of priorities 3, 4.
     """
-    corr, batched = corr_stack(R, "R")
     N = num_samples_value(num_samples)
     a = alpha_value(alpha)
     if sepsets not in SEPSET_MODES:
@@ -71,19 +71,27 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
                                   or max_level < 0):
         raise ValueError(f"max_level must be a non-negative integer or None, got {max_level!r}")
     nt = threads_value(num_threads)
-    if backend not in _backend.BACKENDS:
-        _backend.resolve(backend, "pc")  # a ValueError that lists the backends
-    if backend not in ("auto", "cpu"):
+    if backend == "numpy":
+        raise _backend.BackendUnavailableError("pc has no NumPy implementation; use backend='cpu' or 'auto'")
+    if sepsets == "all" and backend in _backend.GPU_BACKENDS:
         raise _backend.BackendUnavailableError(
-            f"pc runs on the compiled core only; use backend='cpu' or 'auto', got {backend!r}")
+            f"pc on backend {backend!r} keeps the first separating set of each edge; use sepsets='first'")
+    which = _backend.resolve(backend, "pc", R, gpu=sepsets == "first")
     _core.core()  # no NumPy fallback for the orientation: a missing core says how to rebuild it
-    which = "cpu"
+    given = None
+    if which in _backend.GPU_BACKENDS:  # the skeleton on the GPU, orientation on the CPU
+        from . import _gpu
+
+        corr, given, batched, _ = _gpu.learner_skeleton(which, R, lambda B, n, _: [np.arange(n)] * B, N, a,
+                                                        max_level, float(pivot_tol))
+    else:
+        corr, batched = corr_stack(R, "R")
 
     B, n = corr.shape[0], corr.shape[1]
     adj = np.ones((B, n, n), dtype=np.uint8)
     adj[:, np.arange(n), np.arange(n)] = 0
     raw = _core.core().pc(corr, adj, N, a, -1 if max_level is None else int(max_level), sepsets == "all",
-                          int(uc_priority), float(pivot_tol), nt)
+                          int(uc_priority), float(pivot_tol), nt, given)
     params = {"num_samples": N, "alpha": a, "sepsets": sepsets, "uc_priority": int(uc_priority),
               "max_level": max_level, "pivot_tol": pivot_tol}
     tests = _tests_per_size(raw["tests"], raw["uc_tests"])

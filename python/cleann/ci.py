@@ -43,6 +43,10 @@ class CIResult:
 
 def _queries(R, i, j, S, graph):
     corr, batched = corr_stack(R, "R")
+    return (corr,) + _query_arrays(i, j, S, graph, corr.shape[0], batched)
+
+
+def _query_arrays(i, j, S, graph, num_graphs: int, batched: bool):
     scalar = np.ndim(to_numpy(i, "i")) == 0
     if scalar:
         i_arr = index_array(np.atleast_1d(to_numpy(i, "i")), "i", 1)
@@ -62,7 +66,7 @@ def _queries(R, i, j, S, graph):
     g_arr = None
     if batched:
         if graph is None:
-            raise ValueError(f"graph (one index per query) is needed with a stack of {corr.shape[0]} matrices")
+            raise ValueError(f"graph (one index per query) is needed with a stack of {num_graphs} matrices")
         g_arr = index_array(np.atleast_1d(to_numpy(graph, "graph")), "graph", 1)
         if len(g_arr) != len(i_arr):
             raise ValueError(f"graph must have shape [{len(i_arr)}], got {list(g_arr.shape)}")
@@ -70,7 +74,32 @@ def _queries(R, i, j, S, graph):
         g = index_array(np.atleast_1d(to_numpy(graph, "graph")), "graph", 1)
         if np.any(g != 0):
             raise ValueError("graph indices other than 0 given for a single [n, n] matrix")
-    return corr, g_arr, i_arr, j_arr, S_arr, scalar
+    return g_arr, i_arr, j_arr, S_arr, scalar
+
+
+def _gpu_queries(which, R, i, j, S, graph, num_samples, alpha, pivot_tol):
+    """Runs the queries on the GPU backend ``which``; returns torch (rho, p, outcome) and the scalar flag."""
+    import torch
+
+    from . import _gpu
+    from ._checks import check_query_arrays, corr_stack_tensor, same_device
+
+    device = _backend.device_for(which, R)
+    corr, batched = corr_stack_tensor(R, "R", device)
+    for name, x in (("i", i), ("j", j), ("S", S), ("graph", graph)):
+        same_device(x, name, device)
+    g, i_arr, j_arr, S_arr, scalar = _query_arrays(i, j, S, graph, corr.shape[0], batched)
+    check_query_arrays(corr.shape[0], corr.shape[1], g, i_arr, j_arr, S_arr)
+    if g is None:
+        g = np.zeros(len(i_arr), np.int64)
+    on = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)
+    l = S_arr.shape[1]
+    if num_samples is not None:
+        check_dof(num_samples, l)
+    N = float(l + 4) if num_samples is None else num_samples  # rho alone does not depend on N
+    t2 = _gpu.fisher_threshold2(alpha, N, l)
+    rho, p, outcome = _gpu.ops(which).ci(corr, on(g), on(i_arr), on(j_arr), on(S_arr), t2, N, alpha, pivot_tol)
+    return rho, p, outcome, scalar
 
 
 def partial_correlation(R, i, j, S=None, graph=None, backend: str = "auto", *, pivot_tol: float = PIVOT_TOL,
@@ -82,16 +111,21 @@ def partial_correlation(R, i, j, S=None, graph=None, backend: str = "auto", *, p
         i, j: node indices [q] (or scalars for one query).
         S: conditioning sets [q, l] (l may be 0; None means l = 0); [l] for one scalar query.
         graph: [q] index into the stack; needed when R is a stack.
-        backend: "auto" | "cpu" | "numpy" (and "cuda" | "triton" where built).
+        backend: "auto" | "cpu" | "numpy" | "cuda" | "triton"; "auto" runs on the GPU when R is a
+            CUDA tensor.
         pivot_tol: pivots and residual variances under this make a query singular (NaN).
         num_threads: threads for the compiled path (None: all).
 
     Returns:
         float64 [q] (a float for a scalar query); NaN where the conditioning block is singular.
+        A NumPy array, or a torch tensor on R's device when a GPU backend ran.
     """
-    corr, g, i_arr, j_arr, S_arr, scalar = _queries(R, i, j, S, graph)
     nt = threads_value(num_threads)
-    which = _backend.resolve(backend, "partial_correlation")
+    which = _backend.resolve(backend, "partial_correlation", R, gpu=True)
+    if which in _backend.GPU_BACKENDS:
+        rho, _, _, scalar = _gpu_queries(which, R, i, j, S, graph, None, 0.5, pivot_tol)
+        return float(rho[0]) if scalar else rho
+    corr, g, i_arr, j_arr, S_arr, scalar = _queries(R, i, j, S, graph)
     if which == "numpy":
         _reference.check_queries(corr.shape[0], corr.shape[1], g, i_arr, j_arr, S_arr)
         rho = _reference.partial_correlation(corr, i_arr, j_arr, S_arr, g, pivot_tol=pivot_tol)
@@ -145,15 +179,20 @@ def ci_test(R, i, j, S=None, num_samples=None, alpha: float = 0.01, graph=None, 
     Arguments as in :func:`partial_correlation`, plus ``num_samples`` (N) and ``alpha``; a query is
     independent iff p > alpha. Singular blocks are dependent and flagged in ``singular``.
     ``pvalues=False`` skips the p-values (``pvalue`` is then None): the decisions do not need them.
+    On a GPU backend the fields are torch tensors on R's device.
     """
     if num_samples is None:
         raise ValueError("num_samples is required")
     N = num_samples_value(num_samples)
     a = alpha_value(alpha)
+    nt = threads_value(num_threads)
+    which = _backend.resolve(backend, "ci_test", R, gpu=True)
+    if which in _backend.GPU_BACKENDS:
+        rho, p, outcome, _ = _gpu_queries(which, R, i, j, S, graph, N, a, pivot_tol)
+        return CIResult(rho=rho, pvalue=p if pvalues else None, independent=outcome == 1, singular=outcome == 2,
+                        backend=which)
     corr, g, i_arr, j_arr, S_arr, _ = _queries(R, i, j, S, graph)
     check_dof(N, S_arr.shape[1])
-    nt = threads_value(num_threads)
-    which = _backend.resolve(backend, "ci_test")
     if which == "numpy":
         _reference.check_queries(corr.shape[0], corr.shape[1], g, i_arr, j_arr, S_arr)
         rho = _reference.partial_correlation(corr, i_arr, j_arr, S_arr, g, pivot_tol=pivot_tol)

@@ -7,7 +7,7 @@ import numpy as np
 from ._checks import first_index, is_torch
 
 
-def attention_to_correlation(attn):
+def attention_to_correlation(attn, backend: str = "auto"):
     """Correlation matrix of ``C = A A^T`` for attention ``A`` (rows are probabilities).
 
     Reading z_i = sum_j A_ij v_j with independent, equal-variance exogenous v_j gives
@@ -17,6 +17,9 @@ def attention_to_correlation(attn):
     Args:
         attn: attention [..., n, n], NumPy array or torch tensor (any float dtype; computed in
             float64). A torch tensor stays on its device.
+        backend: "auto" runs the fused Triton kernel on CUDA tensors when Triton is installed
+            (torch's float64 GEMM otherwise); "triton" forces the kernel (on CPU tensors only under
+            TRITON_INTERPRET=1); "cpu" | "cuda" | "numpy" use the array library's GEMM.
 
     Returns:
         float64 correlation [..., n, n] of the same kind (NumPy in, NumPy out; torch in, torch out).
@@ -25,6 +28,21 @@ def attention_to_correlation(attn):
         ValueError: non-square or fewer than 2 dimensions, non-floating dtype, NaN/Inf, or a token
             whose attention row is all zero (the message names the offending index).
     """
+    from . import _backend
+
+    if backend not in _backend.BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, _backend.BACKENDS))}, got {backend!r}")
+    use_triton = backend == "triton" or (backend == "auto" and _backend.is_cuda_tensor(attn)
+                                          and _backend._triton_error("attention_to_correlation", attn) is None)
+    if use_triton:
+        err = _backend._triton_error("attention_to_correlation", attn)
+        if err:
+            raise _backend.BackendUnavailableError(err)
+        import torch
+
+        if not is_torch(attn):
+            attn = torch.from_numpy(np.asarray(attn))
+        return _torch_correlation(attn, fused=True)
     if is_torch(attn):
         return _torch_correlation(attn)
     a = np.asarray(attn)
@@ -53,6 +71,28 @@ def correlation_of_rows(a: np.ndarray) -> np.ndarray:
     return r
 
 
+def correlation_of_rows_tensor(a, fused: bool):
+    """:func:`correlation_of_rows` for a float64 torch tensor [..., L, m], on its device; ``fused``
+    runs the Triton kernel."""
+    import torch
+
+    zero = ~(a != 0).any(dim=-1)
+    if bool(zero.any()):
+        idx = tuple(int(v) for v in zero.nonzero()[0])
+        raise ValueError(f"attention row {idx} is all zero: that token attends to nothing, its correlation is undefined")
+    if fused:
+        from .kernels import attention_correlation
+
+        L, m = a.shape[-2], a.shape[-1]
+        return attention_correlation(a.reshape(-1, L, m).contiguous()).reshape(a.shape[:-1] + (L,))
+    c = a @ a.transpose(-1, -2)
+    d = torch.sqrt(torch.diagonal(c, dim1=-2, dim2=-1))
+    r = c / d[..., :, None] / d[..., None, :]
+    r = 0.5 * (r + r.transpose(-1, -2))
+    r.diagonal(dim1=-2, dim2=-1).fill_(1.0)
+    return r.clamp_(-1.0, 1.0)
+
+
 def _check_shape_dtype(shape, dtype, is_float: bool) -> None:
     if len(shape) < 2 or shape[-1] != shape[-2]:
         raise ValueError(f"attention must have shape [..., n, n], got {list(shape)}")
@@ -60,7 +100,7 @@ def _check_shape_dtype(shape, dtype, is_float: bool) -> None:
         raise ValueError(f"attention must hold floating-point values, got dtype {dtype}")
 
 
-def _torch_correlation(attn):
+def _torch_correlation(attn, fused: bool = False):
     import torch
 
     _check_shape_dtype(tuple(attn.shape), attn.dtype, attn.is_floating_point())
@@ -69,13 +109,4 @@ def _torch_correlation(attn):
     if bool(bad.any()):
         idx = tuple(int(v) for v in bad.nonzero()[0])
         raise ValueError(f"attention holds a non-finite value ({float(a[idx])}) at index {idx}")
-    zero = ~(a != 0).any(dim=-1)
-    if bool(zero.any()):
-        idx = tuple(int(v) for v in zero.nonzero()[0])
-        raise ValueError(f"attention row {idx} is all zero: that token attends to nothing, its correlation is undefined")
-    c = a @ a.transpose(-1, -2)
-    d = torch.sqrt(torch.diagonal(c, dim1=-2, dim2=-1))
-    r = c / d[..., :, None] / d[..., None, :]
-    r = 0.5 * (r + r.transpose(-1, -2))
-    r.diagonal(dim1=-2, dim2=-1).fill_(1.0)
-    return r.clamp_(-1.0, 1.0)
+    return correlation_of_rows_tensor(a, fused)

@@ -178,7 +178,6 @@ def skeleton(R, num_samples, alpha: float = 0.01, max_level: int | None = None, 
     Raises:
         ValueError: bad shapes or values, or a level reached where num_samples - l - 3 <= 0.
     """
-    corr, batched = corr_stack(R, "R")
     N = num_samples_value(num_samples)
     a = alpha_value(alpha)
     if sepsets not in SEPSET_MODES:
@@ -187,23 +186,22 @@ def skeleton(R, num_samples, alpha: float = 0.01, max_level: int | None = None, 
                                   or max_level < 0):
         raise ValueError(f"max_level must be a non-negative integer or None, got {max_level!r}")
     nt = threads_value(num_threads)
-    B, n = corr.shape[0], corr.shape[1]
-    if adjacency is None:
-        adj = np.ones((B, n, n), dtype=np.uint8)
-        adj[:, np.arange(n), np.arange(n)] = 0
-    else:
-        a0 = to_numpy(adjacency, "adjacency")
-        if a0.shape != (corr.shape if batched else corr.shape[1:]):
-            raise ValueError(f"adjacency must have the shape of R {list(corr.shape if batched else corr.shape[1:])}, "
-                             f"got {list(a0.shape)}")
-        adj = np.ascontiguousarray(a0.reshape(corr.shape) != 0, dtype=np.uint8)
     params = {"num_samples": N, "alpha": a, "max_level": max_level, "sepsets": sepsets, "pivot_tol": pivot_tol}
-    which = _backend.resolve(backend, "skeleton")
-    if which == "numpy":
-        raw = _reference_stack(corr, adj, N, a, max_level, sepsets, pivot_tol)
+    if sepsets == "all" and backend in _backend.GPU_BACKENDS:
+        raise _backend.BackendUnavailableError(
+            f"backend {backend!r} keeps the first separating set of each edge only; use sepsets='first' "
+            "or backend='cpu'")
+    which = _backend.resolve(backend, "skeleton", R, gpu=sepsets == "first")
+    if which in _backend.GPU_BACKENDS:
+        raw, adj, batched = _gpu_skeleton(which, R, adjacency, N, a, max_level, pivot_tol)
     else:
-        raw = _core.core().skeleton(corr, adj, N, a, -1 if max_level is None else int(max_level),
-                                    sepsets == "all", float(pivot_tol), nt)
+        corr, batched = corr_stack(R, "R")
+        adj = _start_graph(adjacency, corr.shape, batched)
+        if which == "numpy":
+            raw = _reference_stack(corr, adj, N, a, max_level, sepsets, pivot_tol)
+        else:
+            raw = _core.core().skeleton(corr, adj, N, a, -1 if max_level is None else int(max_level),
+                                        sepsets == "all", float(pivot_tol), nt)
     tests = raw["tests"].T.copy()        # [B, levels]
     singular = raw["singular"].T.copy()
     out_adj = adj.astype(bool)
@@ -211,6 +209,44 @@ def skeleton(R, num_samples, alpha: float = 0.01, max_level: int | None = None, 
         out_adj, tests, singular = out_adj[0], tests[0], singular[0]
     return Skeleton(adjacency=out_adj, sepsets=SepSets(raw, batched), tests_per_level=tests,
                     singular_per_level=singular, params=params, backend=which)
+
+
+def _start_graph(adjacency, shape, batched: bool) -> np.ndarray:
+    """The starting graph as a contiguous uint8 [B, n, n] array (complete when None)."""
+    B, n = shape[0], shape[1]
+    if adjacency is None:
+        adj = np.ones((B, n, n), dtype=np.uint8)
+        adj[:, np.arange(n), np.arange(n)] = 0
+        return adj
+    a0 = to_numpy(adjacency, "adjacency")
+    if a0.shape != (tuple(shape) if batched else tuple(shape[1:])):
+        raise ValueError(f"adjacency must have the shape of R {list(shape if batched else shape[1:])}, "
+                         f"got {list(a0.shape)}")
+    adj = np.ascontiguousarray(a0.reshape(shape) != 0, dtype=np.uint8)
+    loops = adj[:, np.arange(n), np.arange(n)] != 0
+    if loops.any():
+        b, i = np.argwhere(loops)[0]
+        raise ValueError(f"initial adjacency has a self-loop at graph {b}, node {i}")
+    asym = adj != adj.transpose(0, 2, 1)
+    if asym.any():
+        b, i, j = np.argwhere(asym)[0]
+        raise ValueError(f"initial adjacency is not symmetric at graph {b}, ({i}, {j})")
+    return adj
+
+
+def _gpu_skeleton(which, R, adjacency, N, alpha, max_level, pivot_tol):
+    """The search on a GPU backend; returns the raw result, the final adjacency (NumPy) and the stack flag."""
+    import torch
+
+    from . import _gpu
+    from ._checks import corr_stack_tensor, same_device
+
+    device = _backend.device_for(which, R)
+    corr, batched = corr_stack_tensor(R, "R", device)
+    same_device(adjacency, "adjacency", device)
+    adj = torch.from_numpy(_start_graph(adjacency, tuple(corr.shape), batched)).to(device)
+    raw = _gpu.skeleton(which, corr, adj, N, alpha, max_level, float(pivot_tol))
+    return raw, adj.cpu().numpy(), batched
 
 
 def _reference_stack(corr, adj, N, alpha, max_level, sepsets, pivot_tol) -> dict:
