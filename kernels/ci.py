@@ -60,5 +60,5 @@ def ci_test(R: torch.Tensor, graph: torch.Tensor, i: torch.Tensor, j: torch.Tens
     grid = (triton.cdiv(q, block),)
     params = fisher_params(tol, threshold2, num_samples, alpha, R.device)
     _ci_kernel[grid](R, graph, i, j, S if L else i, rho, p, outcome, params, q, n, L=L, MP=MP, BLOCK=block,
-                     BAND=THRESHOLD_BAND)
+                     BAND=THRESHOLD_BAND, enable_fp_fusion=False)
     return rho, p, outcome

@@ -92,5 +92,6 @@ def skeleton_level(R, adj, nbr, deg, binom, level, threshold2, num_samples, alph
     MP = pow2_at_least(level + 2)
     block = 32 if MP <= 8 else 16
     params = fisher_params(tol, threshold2, num_samples, alpha, R.device)
-    _skeleton_level_kernel[(B * n,)](R, adj, nbr, deg, binom, rank, tests, singular, params, n, L=level, MP=MP, BLOCK=block, BAND=THRESHOLD_BAND)
+    _skeleton_level_kernel[(B * n,)](R, adj, nbr, deg, binom, rank, tests, singular, params, n, L=level, MP=MP,
+                                     BLOCK=block, BAND=THRESHOLD_BAND, enable_fp_fusion=False)
     return rank, tests, singular

@@ -18,6 +18,15 @@ _INT64_MAX = (1 << 63) - 1
 _MAX_SETS = 1 << 62  # per edge and level; ranks stay far from overflow
 
 
+def _on_device(t):
+    """Makes the tensor's GPU the current one for a launch (kernels run on the current device)."""
+    import contextlib
+
+    import torch
+
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
 class TritonOps:
     name = "triton"
 
@@ -27,10 +36,13 @@ class TritonOps:
         self._k = kernels
 
     def ci(self, R, g, i, j, S, threshold2, num_samples, alpha, tol):
-        return self._k.ci_test(R, g, i, j, S, threshold2, num_samples, alpha, tol)
+        with _on_device(R):
+            return self._k.ci_test(R, g.contiguous(), i.contiguous(), j.contiguous(), S.contiguous(), threshold2,
+                                   num_samples, alpha, tol)
 
     def level(self, R, adj, nbr, deg, binom, level, threshold2, num_samples, alpha, tol):
-        return self._k.skeleton_level(R, adj, nbr, deg, binom, level, threshold2, num_samples, alpha, tol)
+        with _on_device(R):
+            return self._k.skeleton_level(R, adj, nbr, deg, binom, level, threshold2, num_samples, alpha, tol)
 
 
 class CudaOps:
@@ -49,15 +61,17 @@ class CudaOps:
         import torch
 
         q, L = S.shape
+        g, i, j, S = g.contiguous(), i.contiguous(), j.contiguous(), S.contiguous()  # raw pointers below
         rho = torch.empty(q, dtype=torch.float64, device=R.device)
         p = torch.empty(q, dtype=torch.float64, device=R.device)
         outcome = torch.empty(q, dtype=torch.int8, device=R.device)
         if q:
-            scratch = self._scratch(R, self._C.cuda_ci_scratch_doubles(L))
-            self._C.cuda_ci_test(R.data_ptr(), R.shape[0], R.shape[-1], g.data_ptr(), i.data_ptr(), j.data_ptr(),
-                                 S.data_ptr(), q, L, num_samples, alpha, tol, rho.data_ptr(),
-                                 p.data_ptr(), outcome.data_ptr(), scratch.data_ptr(), scratch.numel(),
-                                 self._stream(R))
+            with _on_device(R):
+                scratch = self._scratch(R, self._C.cuda_ci_scratch_doubles(L))
+                self._C.cuda_ci_test(R.data_ptr(), R.shape[0], R.shape[-1], g.data_ptr(), i.data_ptr(), j.data_ptr(),
+                                     S.data_ptr(), q, L, num_samples, alpha, tol, rho.data_ptr(),
+                                     p.data_ptr(), outcome.data_ptr(), scratch.data_ptr(), scratch.numel(),
+                                     self._stream(R))
         return rho, p, outcome
 
     def level(self, R, adj, nbr, deg, binom, level, threshold2, num_samples, alpha, tol):
@@ -67,11 +81,12 @@ class CudaOps:
         rank = torch.full((B, n, n), -1, dtype=torch.int64, device=R.device)
         tests = torch.zeros((B, n, n), dtype=torch.int64, device=R.device)
         singular = torch.zeros((B, n, n), dtype=torch.int64, device=R.device)
-        scratch = self._scratch(R, self._C.cuda_level_scratch_doubles(level))
-        self._C.cuda_skeleton_level(R.data_ptr(), adj.data_ptr(), nbr.data_ptr(), deg.data_ptr(), binom.data_ptr(),
-                                    B, n, level, num_samples, alpha, tol, rank.data_ptr(),
-                                    tests.data_ptr(), singular.data_ptr(), scratch.data_ptr(), scratch.numel(),
-                                    self._stream(R))
+        with _on_device(R):
+            scratch = self._scratch(R, self._C.cuda_level_scratch_doubles(level))
+            self._C.cuda_skeleton_level(R.data_ptr(), adj.data_ptr(), nbr.data_ptr(), deg.data_ptr(),
+                                        binom.data_ptr(), B, n, level, num_samples, alpha, tol, rank.data_ptr(),
+                                        tests.data_ptr(), singular.data_ptr(), scratch.data_ptr(), scratch.numel(),
+                                        self._stream(R))
         return rank, tests, singular
 
     @staticmethod
