@@ -64,7 +64,7 @@ def _cuda_error(what: str) -> str | None:
     return None
 
 
-def _triton_error(what: str, data) -> str | None:
+def triton_error(what: str, data) -> str | None:
     if not _triton_importable():
         return (f"backend 'triton' is not available for {what}: Triton (and torch) are not installed; "
                 "pip install 'cleann[gpu]'")
@@ -85,7 +85,7 @@ def resolve(backend: str, what: str, data=None, gpu: bool = False) -> str:
         if gpu and is_cuda_tensor(data):
             if _cuda_error(what) is None:
                 return "cuda"
-            if _triton_error(what, data) is None:
+            if triton_error(what, data) is None:
                 return "triton"
             warnings.warn(f"{what}: the input is on {data.device} but this build has no CUDA kernels and Triton "
                           "is not installed; copying it to the CPU", RuntimeWarning, stacklevel=3)
@@ -100,7 +100,7 @@ def resolve(backend: str, what: str, data=None, gpu: bool = False) -> str:
         if not gpu:
             raise BackendUnavailableError(
                 f"backend {backend!r} is not available for {what}: it has no GPU kernels; use backend='cpu'")
-        err = _cuda_error(what) if backend == "cuda" else _triton_error(what, data)
+        err = _cuda_error(what) if backend == "cuda" else triton_error(what, data)
         if err:
             raise BackendUnavailableError(err)
     return backend

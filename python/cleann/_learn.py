@@ -251,7 +251,7 @@ def _abcd_stack(attn, nodes, lengths, on_device: bool):
         lens = [int(v) for v in lens]
     per_input = nodes is not None and len(nodes) == B and len(nodes) > 0 and np.ndim(nodes[0]) == 1 and not single
     if on_device:
-        fused = _backend._triton_error("abcd", a) is None
+        fused = _backend.triton_error("abcd", a) is None
         corr = torch.eye(n, dtype=torch.float64, device=a.device).repeat(B * H, 1, 1)
     else:
         corr = np.zeros((B * H, n, n))

@@ -33,9 +33,9 @@ def attention_to_correlation(attn, backend: str = "auto"):
     if backend not in _backend.BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, _backend.BACKENDS))}, got {backend!r}")
     use_triton = backend == "triton" or (backend == "auto" and _backend.is_cuda_tensor(attn)
-                                          and _backend._triton_error("attention_to_correlation", attn) is None)
+                                          and _backend.triton_error("attention_to_correlation", attn) is None)
     if use_triton:
-        err = _backend._triton_error("attention_to_correlation", attn)
+        err = _backend.triton_error("attention_to_correlation", attn)
         if err:
             raise _backend.BackendUnavailableError(err)
         import torch

@@ -222,7 +222,12 @@ def _start_graph(adjacency, shape, batched: bool) -> np.ndarray:
     if a0.shape != (tuple(shape) if batched else tuple(shape[1:])):
         raise ValueError(f"adjacency must have the shape of R {list(shape if batched else shape[1:])}, "
                          f"got {list(a0.shape)}")
-    adj = np.ascontiguousarray(a0.reshape(shape) != 0, dtype=np.uint8)
+    return np.ascontiguousarray(a0.reshape(shape) != 0, dtype=np.uint8)
+
+
+def _check_start_graph(adj: np.ndarray) -> None:
+    """The core's checks of a starting graph (check_skeleton_args), for the GPU path that bypasses it."""
+    n = adj.shape[-1]
     loops = adj[:, np.arange(n), np.arange(n)] != 0
     if loops.any():
         b, i = np.argwhere(loops)[0]
@@ -231,7 +236,6 @@ def _start_graph(adjacency, shape, batched: bool) -> np.ndarray:
     if asym.any():
         b, i, j = np.argwhere(asym)[0]
         raise ValueError(f"initial adjacency is not symmetric at graph {b}, ({i}, {j})")
-    return adj
 
 
 def _gpu_skeleton(which, R, adjacency, N, alpha, max_level, pivot_tol):
@@ -244,7 +248,9 @@ def _gpu_skeleton(which, R, adjacency, N, alpha, max_level, pivot_tol):
     device = _backend.device_for(which, R)
     corr, batched = corr_stack_tensor(R, "R", device)
     same_device(adjacency, "adjacency", device)
-    adj = torch.from_numpy(_start_graph(adjacency, tuple(corr.shape), batched)).to(device)
+    start = _start_graph(adjacency, tuple(corr.shape), batched)
+    _check_start_graph(start)
+    adj = torch.from_numpy(start).to(device)
     raw = _gpu.skeleton(which, corr, adj, N, alpha, max_level, float(pivot_tol))
     return raw, adj.cpu().numpy(), batched
 
