@@ -121,3 +121,136 @@ def test_bad_input_files(tmp_path, setup, msg):
         write_input(tmp_path / "in.jsonl", [{"id": 1, "body": "x"}])
     code, _, err = run(src, "--out", str(tmp_path / "out"), *FAST)
     assert code == 2 and msg in err and "Traceback" not in err
+
+
+# ---- in-process: the stages' overlap, failures while explaining, a full disk ----
+
+@pytest.fixture(scope="module")
+def explainer():
+    from cleann.batch import build_explainer, explainer_spec
+
+    return build_explainer(explainer_spec(heads=[0, 5], max_size=2))
+
+
+def spec():
+    from cleann.batch import explainer_spec
+
+    return explainer_spec(heads=[0, 5], max_size=2)
+
+
+def records_by_id(out_dir):
+    recs = {}
+    for name in sorted(os.listdir(out_dir)):
+        if name.startswith("part-") and name.endswith(".jsonl"):
+            for line in open(os.path.join(out_dir, name)):
+                r = json.loads(line)
+                r.pop("seconds")
+                assert r["id"] not in recs
+                recs[r["id"]] = r
+    return recs
+
+
+def test_overlapped_stages_give_the_serial_results(explainer):
+    batches = [TEXTS[:3], TEXTS[3:5], TEXTS[5:]]
+    serial = list(explainer.stream(batches, overlap=False))
+    overlapped = list(explainer.stream(batches, overlap=True))
+    assert [len(b) for b in overlapped] == [3, 2, 3]
+    for a_batch, b_batch in zip(serial, overlapped):
+        for a, b in zip(a_batch, b_batch):
+            da, db = a.to_dict(), b.to_dict()
+            da.pop("seconds"), db.pop("seconds")
+            assert da == db
+    assert any(h.sets for batch in serial for r in batch for h in r.heads)  # a real comparison
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_failing_text_goes_to_the_errors_file(tmp_path, explainer, monkeypatch, overlap):
+    from cleann import batch
+
+    discover = type(explainer).discover
+
+    def fragile(self, fwd):
+        if any("BOOM" in it.text for it in fwd.items):
+            raise RuntimeError("cannot learn this one")
+        return discover(self, fwd)
+
+    monkeypatch.setattr(type(explainer), "discover", fragile)
+    rows = [{"id": i, "text": t} for i, t in enumerate(TEXTS[:4])] + [{"id": "x", "text": "BOOM goes the film"}]
+    src = write_input(tmp_path / "in.jsonl", rows[:2] + rows[4:] + rows[2:4])
+    out = str(tmp_path / "out")
+    s = batch.run(src, out, spec=spec(), explainer=explainer, batch_size=2, fmt="jsonl", progress=False,
+                  overlap=overlap)
+    assert (s.done, s.errors) == (4, 1)
+    assert sorted(records_by_id(out)) == ["0", "1", "2", "3"]
+    assert read_errors(out) == [{"id": "x", "reason": "explaining failed: RuntimeError: cannot learn this one"}]
+
+
+def test_a_full_disk_stops_cleanly_and_the_rerun_completes(tmp_path, explainer, monkeypatch):
+    import errno
+
+    from cleann import batch
+
+    rows = [{"id": f"r{i}", "text": TEXTS[i % len(TEXTS)] + f" ({i})"} for i in range(7)] + [{"id": "", "text": "x"}]
+    src = write_input(tmp_path / "in.jsonl", rows)
+    out = str(tmp_path / "out")
+    real_write, calls = os.write, []
+
+    def filling_up(fd, data):
+        calls.append(len(data))
+        if len(calls) == 4:  # config.json, part 1, part 2, then the disk is full half-way through part 3
+            real_write(fd, bytes(data[:len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", filling_up)
+    with pytest.raises(batch.BatchError, match="No space left on device.*rerun the same command"):
+        batch.run(src, out, spec=spec(), explainer=explainer, batch_size=2, fmt="jsonl", progress=False)
+    monkeypatch.setattr(os, "write", real_write)
+    names = sorted(os.listdir(out))
+    assert not [n for n in names if n.endswith(".tmp")]  # the half-written part was removed
+    first = records_by_id(out)
+    assert len(first) == 4  # two complete parts
+    s = batch.run(src, out, spec=spec(), explainer=explainer, batch_size=2, fmt="jsonl", progress=False)
+    assert s.skipped == 4 and s.done == 3 and s.errors == 1
+    assert sorted(records_by_id(out)) == sorted(f"r{i}" for i in range(7))  # each id exactly once
+    assert [e["reason"] for e in read_errors(out)] == ["missing 'id'"]
+
+
+def test_ctrl_c_keeps_complete_parts(tmp_path):
+    rows = [{"id": f"t{i}", "text": TEXTS[i % len(TEXTS)] + f" [{i}]"} for i in range(12)]
+    src = write_input(tmp_path / "in.jsonl", rows)
+    out = str(tmp_path / "out")
+    p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", *FAST)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if os.path.isdir(out) and len(read_ids(out)) >= 2:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    first = read_ids(out)
+    assert len(first) == len(set(first)) >= 2
+    code, stdout, err = run(src, "--out", out, "--format", "jsonl", "--batch-size", "1", *FAST)
+    assert code == 0, err
+    assert sorted(read_ids(out)) == sorted(r["id"] for r in rows)
+
+
+# ---- Ray Data, local mode ----
+
+def test_ray_engine_writes_what_the_local_engine_writes(tmp_path):
+    pytest.importorskip("ray")
+    rows = [{"id": i, "text": t} for i, t in enumerate(TEXTS[:5])] + [{"id": 5, "text": " "}]
+    src = write_input(tmp_path / "in.jsonl", rows)
+    local, distributed = str(tmp_path / "local"), str(tmp_path / "ray")
+    code, _, err = run(src, "--out", local, "--format", "jsonl", "--batch-size", "2", *FAST)
+    assert code == 0, err
+    code, stdout, err = run(src, "--out", distributed, "--format", "jsonl", "--batch-size", "2", "--engine", "ray",
+                            "--workers", "2", *FAST)
+    assert code == 0, err
+    assert "5 explained, 1 errors" in stdout
+    assert records_by_id(distributed) == records_by_id(local)
+    assert read_errors(distributed) == read_errors(local)
+    # resumable across engines: the same configuration, nothing left to do
+    code, stdout, err = run(src, "--out", distributed, "--format", "jsonl", "--batch-size", "2", *FAST)
+    assert code == 0 and "0 explained, 0 errors, 6 already done" in stdout, err

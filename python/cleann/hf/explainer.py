@@ -1,16 +1,18 @@
 """Explainer: text in; prediction, a PAG per head and CLEANN explanations out.
 
-One forward pass captures the deepest layer's attention for a batch of texts; ABCD learns one PAG
-per (text, head) in one call; each text's tester then judges the candidate sets of all its heads,
-with answers shared between heads.
+Three stages per batch of texts: one forward pass captures the deepest layer's attention
+(``forward``); ABCD learns one PAG per (text, head) (``discover``); each text's tester judges the
+candidate sets of all its heads, with answers shared between heads (``test``). ``stream`` overlaps
+one batch's discovery with the next batch's forward pass and the previous batch's tests.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
@@ -95,6 +97,24 @@ class TextExplanation:
         }
 
 
+@dataclass
+class _Item:
+    text: str
+    ids: object  # token ids on the model's device, padding dropped
+    tokens: list[str]
+    target: int
+    nodes: list[int]
+    attention: object  # [H, n, n] float32 NumPy, the chosen heads
+    truncated: bool
+
+
+@dataclass
+class _Forward:
+    items: list[_Item]
+    heads: list[int]
+    seconds_per_text: float
+
+
 class Explainer:
     """Explains a model's output on texts with CLEANN over the deepest layer's attention.
 
@@ -131,17 +151,85 @@ class Explainer:
     def explain(self, texts, target: int | None = None) -> list[TextExplanation]:
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
+        batch = self.forward(texts, target)
+        results = self.test(batch, self.discover(batch))
+        return results[0] if single else results
+
+    def stream(self, batches: Iterable[Sequence[str]], target: int | None = None, overlap: bool = True,
+               errors: str = "raise"):
+        """Explains batches of texts in turn, yielding one list of results per batch, in order.
+
+        With ``overlap`` the graphs of a batch are learned on a worker thread (the compiled core
+        releases the GIL) while this thread runs the next batch's forward pass and then the
+        counterfactual tests of the batch before; the model is only ever used from this thread.
+        At most two batches are in flight.
+
+        ``errors="return"``: a batch that fails in any stage is explained again text by text, and a
+        text that fails on its own gives its exception in place of a result (the default "raise"
+        lets the first exception through).
+        """
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+
+        def start(texts):
+            try:
+                return self.forward(texts, target)
+            except Exception:
+                if errors == "raise":
+                    raise
+                return None
+
+        def finish(texts, batch, discovered):
+            try:
+                if batch is None:
+                    raise RuntimeError("the forward pass failed")
+                return self.test(batch, discovered())
+            except Exception:
+                if errors == "raise":
+                    raise
+                return [self._explain_or_exception(t, target) for t in texts]
+
+        if not overlap:
+            for texts in batches:
+                texts = list(texts)
+                batch = start(texts)
+                yield finish(texts, batch, lambda: self.discover(batch))
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cleann-discovery")
+        try:
+            pending = None  # (texts, forward output, the graphs' future.result)
+            for texts in batches:
+                texts = list(texts)
+                batch = start(texts)
+                graphs = pool.submit(self.discover, batch).result if batch is not None else None
+                if pending is not None:
+                    yield finish(*pending)
+                pending = (texts, batch, graphs)
+            if pending is not None:
+                yield finish(*pending)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _explain_or_exception(self, text, target):
+        try:
+            return self.explain([text], target)[0]
+        except Exception as exc:
+            return exc
+
+    def forward(self, texts: Sequence[str], target: int | None = None) -> "_Forward":
+        """Stage 1: tokenize, run the model once with the attention captured; per text its tokens,
+        target and graph nodes."""
         for t in texts:
             if not isinstance(t, str) or not t.strip():
                 raise ValueError("every text must be a non-empty string")
         t0 = time.perf_counter()
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
         full = [len(self.tokenizer(t)["input_ids"]) for t in texts]
         device = next(self.model.parameters()).device
         enc = enc.to(device)
         with torch.no_grad(), AttentionCapture(self.model, self.layer) as cap:
             self.model(**enc)
-        t_forward = time.perf_counter() - t0
         attn = cap.attention.float().cpu().numpy()
         valid = cap.key_mask.cpu().numpy()  # pad positions (left or right) are dropped per input
         H = attn.shape[1]
@@ -149,33 +237,45 @@ class Explainer:
         for h in heads:
             if not 0 <= h < H:
                 raise ValueError(f"head {h} out of range: the layer has {H} heads")
-        results = []
-        num_samples = self.model.config.hidden_size
+        special = set(self.tokenizer.all_special_ids)
+        items = []
         for b, text in enumerate(texts):
-            t1 = time.perf_counter()
             keep = valid[b].nonzero()[0]
             ids = enc["input_ids"][b, torch.as_tensor(keep, device=device)]
-            tokens = self.tokenizer.convert_ids_to_tokens(ids.tolist())
             tgt = self._target(ids, target)
-            special = set(self.tokenizer.all_special_ids)
             nodes = sorted({p for p, i in enumerate(ids.tolist()) if i not in special} | {tgt})
-            graphs = _learn.abcd(attn[b, heads][:, keep][:, :, keep], num_samples, self.alpha, nodes=nodes,
-                                 method=self.method)
-            t_discovery = time.perf_counter() - t1
+            items.append(_Item(text, ids, self.tokenizer.convert_ids_to_tokens(ids.tolist()), tgt, nodes,
+                               attn[b, heads][:, keep][:, :, keep], full[b] > len(keep)))
+        return _Forward(items, heads, (time.perf_counter() - t0) / max(len(texts), 1))
+
+    def discover(self, batch: "_Forward") -> list[tuple[list, float]]:
+        """Stage 2: ABCD, one PAG per (text, head); no model calls (safe on a worker thread)."""
+        num_samples = self.model.config.hidden_size
+        out = []
+        for it in batch.items:
+            t1 = time.perf_counter()
+            graphs = _learn.abcd(it.attention, num_samples, self.alpha, nodes=it.nodes, method=self.method)
+            out.append((graphs, time.perf_counter() - t1))
+        return out
+
+    def test(self, batch: "_Forward", discovered) -> list[TextExplanation]:
+        """Stage 3: CLEANN over each text's graphs with counterfactual forward passes."""
+        results = []
+        for it, (graphs, t_discovery) in zip(batch.items, discovered):
             t2 = time.perf_counter()
-            tester = self._tester(ids, tgt)
-            res = TextExplanation(text=text, tokens=tokens, target=tgt, prediction=self._label(tester),
-                                  truncated=full[b] > len(keep))
-            for h, g in zip(heads, graphs):
-                ex = explain(g, tgt, tester, max_size=self.max_size)
-                res.heads.append(HeadExplanation(h, g, ex.sets, [tuple(tokens[p] for p in s) for s in ex.sets],
+            tester = self._tester(it.ids, it.target)
+            res = TextExplanation(text=it.text, tokens=it.tokens, target=it.target,
+                                  prediction=self._label(tester), truncated=it.truncated)
+            for h, g in zip(batch.heads, graphs):
+                ex = explain(g, it.target, tester, max_size=self.max_size)
+                res.heads.append(HeadExplanation(h, g, ex.sets, [tuple(it.tokens[p] for p in s) for s in ex.sets],
                                                  ex.candidates_tried))
-            res.seconds = {"forward": t_forward / len(texts), "discovery": t_discovery,
+            res.seconds = {"forward": batch.seconds_per_text, "discovery": t_discovery,
                            "testing": time.perf_counter() - t2}
             res.counts = {"ci_tests": int(sum(int(g.tests_per_level.sum()) for g in graphs)),
                           "candidates": tester.candidates, "forward_passes": tester.forward_passes}
             results.append(res)
-        return results[0] if single else results
+        return results
 
     def _target(self, ids, target) -> int:
         n = len(ids)
