@@ -85,14 +85,14 @@ def test_a_different_configuration_is_refused(tmp_path):
     assert code == 2 and "different configuration (differs in: heads)" in err
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_killed_at_a_random_point_then_resumed(tmp_path, seed):
+@pytest.mark.parametrize("seed,overlap", [(0, "off"), (1, "on")])
+def test_killed_at_a_random_point_then_resumed(tmp_path, seed, overlap):
     import random
 
     rows = [{"id": f"t{i}", "text": TEXTS[i % len(TEXTS)] + f" ({i})"} for i in range(10)]
     src = write_input(tmp_path / "in.jsonl", rows)
     out = str(tmp_path / "out")
-    p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", *FAST)
+    p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", "--overlap", overlap, *FAST)
     parts_before_kill = random.Random(seed).randint(1, 4)
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
@@ -114,13 +114,39 @@ def test_killed_at_a_random_point_then_resumed(tmp_path, seed):
 @pytest.mark.parametrize("setup,msg", [
     ("missing", "no such file"),
     ("columns", "has no 'text' field"),
+    ("binary", "not UTF-8 text"),
+    ("parquet", "as Parquet"),
+    ("parquet-columns", "has no column 'id'"),
+    ("out-is-a-file", "cannot create"),
+    ("model", "no model folder"),
 ])
 def test_bad_input_files(tmp_path, setup, msg):
-    src = str(tmp_path / "in.jsonl")
-    if setup == "columns":
+    src, out, extra = str(tmp_path / "in.jsonl"), str(tmp_path / "out"), []
+    if setup == "missing":
+        pass
+    elif setup == "columns":
         write_input(tmp_path / "in.jsonl", [{"id": 1, "body": "x"}])
-    code, _, err = run(src, "--out", str(tmp_path / "out"), *FAST)
+    elif setup == "binary":
+        (tmp_path / "in.jsonl").write_bytes(b'{"id": 1, "text": "ok"}\n\xff\xfe\x00\x81 not text\n')
+    elif setup == "parquet":
+        src = str(tmp_path / "in.parquet")
+        (tmp_path / "in.parquet").write_bytes(b"PAR1 this is not a parquet file")
+    elif setup == "parquet-columns":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        src = str(tmp_path / "in.parquet")
+        pq.write_table(pa.table({"key": [1], "text": ["fine"]}), src)
+    else:
+        write_input(tmp_path / "in.jsonl", [{"id": 1, "text": TEXTS[0]}])
+        if setup == "out-is-a-file":
+            (tmp_path / "out").write_text("not a folder")
+        if setup == "model":
+            extra = ["--model", str(tmp_path / "nowhere")]
+    code, _, err = run(src, "--out", out, *FAST, *extra)
     assert code == 2 and msg in err and "Traceback" not in err
+    if setup == "model":  # nothing written: the corrected command must not meet a config.json
+        assert not os.path.exists(os.path.join(out, "config.json"))
 
 
 # ---- in-process: the stages' overlap, failures while explaining, a full disk ----

@@ -8,8 +8,8 @@ explaining) with the reason. A rerun of the same command skips every id found in
 (or its errors file), so a crash, a kill or a full disk loses only the batches in flight and no
 id is ever written twice.
 
-Two engines run the same job: "local" (this process; one batch's graphs are learned on a worker
-thread while the next batch runs its forward pass) and "ray" (Ray Data ``map_batches`` with one
+Two engines run the same job: "local" (this process; with a GPU, one batch's graphs are learned
+on a worker thread while the next batch runs its forward pass) and "ray" (Ray Data ``map_batches`` with one
 actor per GPU or CPU slot; this process reads the input and writes every part, so the output
 folder and its guarantees are the same).
 """
@@ -347,29 +347,38 @@ def _records(ids, results):
 
 
 def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 8, fmt: str = "parquet",
-        id_col: str = "id", text_col: str = "text", progress: bool = True, overlap: bool = True,
+        id_col: str = "id", text_col: str = "text", progress: bool = True, overlap="auto",
         engine: str = "local", workers: int | None = None, ray_address: str | None = None,
         explainer=None) -> Summary:
     """Explains every row of ``input_path`` into ``out_dir``.
 
     Args:
         spec: the explainer (see ``explainer_spec``); stored as config.json and matched on a rerun.
-        overlap: local engine: learn graphs on a worker thread during the next forward pass.
+        overlap: local engine: learn one batch's graphs on a worker thread during the next forward
+            pass; "auto" (default) does so when the model is on a GPU (on the CPU the stages
+            compete for the same cores; see benchmarks/RESULTS.md).
         engine: "local" or "ray"; ``workers`` Ray actors (default: one per GPU for
             ``device="cuda"``, else one per CPU of the cluster); ``ray_address`` an existing
             cluster ("auto", "ray://host:10001"; default: $RAY_ADDRESS, else a local one).
         explainer: the local engine's explainer (default: built from ``spec``).
+
+    The input and the model are checked before anything is written to ``out_dir``.
     """
     if fmt not in FORMATS:
         raise BatchError(f"format must be one of {FORMATS}, got {fmt!r}")
     if engine not in ENGINES:
         raise BatchError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if overlap not in ("auto", True, False):
+        raise BatchError(f"overlap must be 'auto', True or False, got {overlap!r}")
     if batch_size < 1:
         raise BatchError(f"batch size must be positive, got {batch_size}")
     if workers is not None and workers < 1:
         raise BatchError(f"workers must be positive, got {workers}")
-    if not os.path.isfile(input_path):
-        raise BatchError(f"cannot read {input_path!r}: no such file")
+    next(read_rows(input_path, id_col, text_col), None)  # unreadable input or missing columns: stop here
+    if spec["model"] and not os.path.isdir(spec["model"]):
+        raise BatchError(f"no model folder at {spec['model']!r}")
+    if engine == "local" and explainer is None:
+        explainer = _load(spec)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
@@ -387,8 +396,8 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 8, fmt: 
         if engine == "ray":
             _run_ray(batches, writer, spec, batch_size, workers, ray_address)
         else:
-            if explainer is None:
-                explainer = build_explainer(spec)
+            if overlap == "auto":
+                overlap = next(explainer.model.parameters()).device.type != "cpu"
             _run_local(batches, writer, explainer, overlap)
     except OSError as exc:
         raise BatchError(f"writing to {out_dir!r} failed ({exc}); every complete part is kept: "
@@ -398,6 +407,17 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 8, fmt: 
         if progress:
             print(file=sys.stderr)
     return summary
+
+
+def _load(spec: dict):
+    try:
+        return build_explainer(spec)
+    except FileNotFoundError as exc:
+        raise BatchError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise BatchError(f"cannot load a {spec['task']} model from {spec['model']!r}: {exc}") from None
+    except (RuntimeError, AssertionError) as exc:
+        raise BatchError(f"cannot use device {spec.get('device')!r}: {exc}") from None
 
 
 def _run_local(batches, writer: _Writer, explainer, overlap: bool) -> None:
@@ -458,8 +478,6 @@ def _run_ray(batches, writer: _Writer, spec: dict, batch_size: int, workers: int
         raise BatchError("--engine ray needs Ray: pip install 'cleann[ray]'") from None
     import logging
 
-    if spec["model"] and not os.path.isdir(spec["model"]):
-        raise BatchError(f"no model folder at {spec['model']!r}")
     ids, texts = [], []
     for chunk_ids, chunk_texts, errors in batches:  # bad rows are recorded before any work starts
         writer.commit([], errors)

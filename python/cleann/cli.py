@@ -52,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--id-column", default="id")
     b.add_argument("--text-column", default="text")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
-    b.add_argument("--no-overlap", action="store_true",
-                   help="local engine: run the stages one after another (default: graphs are learned on a "
-                        "worker thread while the next batch runs its forward pass)")
+    b.add_argument("--overlap", default="auto", choices=["auto", "on", "off"],
+                   help="local engine: learn one batch's graphs on a worker thread while the next batch runs "
+                        "its forward pass (auto: when the model is on a GPU)")
     b.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local (this process) or ray (Ray Data, an actor per GPU or CPU slot)")
     b.add_argument("--workers", type=int, default=None,
@@ -159,7 +159,7 @@ def _write_report(path, res) -> None:
 
 
 def _batch(args) -> int:
-    from .batch import BatchError, build_explainer, explainer_spec, run
+    from .batch import BatchError, explainer_spec, run
 
     if args.labels is not None and len(args.labels) < 2:
         raise UsageError(f"zero-shot classification needs at least two labels, got {args.labels}")
@@ -171,21 +171,11 @@ def _batch(args) -> int:
         raise UsageError(f"cannot read {args.input!r}: no such file")
     spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size, args.method,
                           args.alpha, args.device)
-    explainer = None
-    if args.engine == "local":
-        try:
-            explainer = build_explainer(spec)
-        except FileNotFoundError as exc:
-            raise UsageError(str(exc)) from None
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot load a {args.task} model from {args.model!r}: {exc}") from None
-        except (RuntimeError, AssertionError) as exc:
-            raise UsageError(f"cannot use device {args.device!r}: {exc}") from None
     try:
-        summary = run(args.input, args.out, spec=spec, explainer=explainer, batch_size=args.batch_size,
-                      fmt=args.format, id_col=args.id_column, text_col=args.text_column, progress=not args.quiet,
-                      overlap=not args.no_overlap, engine=args.engine, workers=args.workers,
-                      ray_address=args.ray_address)
+        summary = run(args.input, args.out, spec=spec, batch_size=args.batch_size, fmt=args.format,
+                      id_col=args.id_column, text_col=args.text_column, progress=not args.quiet,
+                      overlap={"auto": "auto", "on": True, "off": False}[args.overlap], engine=args.engine,
+                      workers=args.workers, ray_address=args.ray_address)
     except BatchError as exc:
         raise UsageError(str(exc)) from None
     print(summary.line())
