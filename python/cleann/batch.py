@@ -478,11 +478,13 @@ def _run_ray(batches, writer: _Writer, spec: dict, batch_size: int, workers: int
         raise BatchError("--engine ray needs Ray: pip install 'cleann[ray]'") from None
     import logging
 
-    ids, texts = [], []
-    for chunk_ids, chunk_texts, errors in batches:  # bad rows are recorded before any work starts
-        writer.commit([], errors)
+    ids, texts, bad = [], [], []
+    for chunk_ids, chunk_texts, errors in batches:
         ids += chunk_ids
         texts += chunk_texts
+        bad += errors
+    for k in range(0, len(bad), 1024):  # bad rows are recorded before any work starts
+        writer.commit([], bad[k:k + 1024])
     if not ids:
         return
     address = address or os.environ.get("RAY_ADDRESS")
