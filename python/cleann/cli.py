@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import os
 import sys
 import warnings
 
@@ -17,36 +16,41 @@ class UsageError(Exception):
     pass
 
 
+def _explainer_options(p: argparse.ArgumentParser) -> None:
+    """The model and explanation options that `explain` and `batch` share."""
+    p.add_argument("--model", default=None, help="local model folder (default: all-MiniLM-L6-v2, offline)")
+    p.add_argument("--task", default="zero-shot",
+                   choices=["zero-shot", "sequence-classification", "masked-token", "next-token"])
+    p.add_argument("--labels", nargs="+", default=None, help="zero-shot labels (default: positive negative)")
+    p.add_argument("--template", default="This review is {label}.", help="how a zero-shot label is described")
+    p.add_argument("--heads", nargs="+", type=int, default=None, help="heads to explain (default: all)")
+    p.add_argument("--max-size", type=int, default=3, help="largest explanation tried (default 3)")
+    p.add_argument("--method", default="icd", choices=["icd", "fci"])
+    p.add_argument("--alpha", type=float, default=0.01)
+
+
+def _check_explainer_options(args) -> None:
+    if args.labels is not None and len(args.labels) < 2:
+        raise UsageError(f"zero-shot classification needs at least two labels, got {args.labels}")
+    if args.max_size is not None and args.max_size < 1:
+        raise UsageError("--max-size must be at least 1")
+    if not 0 < args.alpha < 1:
+        raise UsageError("--alpha must be in (0, 1)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cleann", description="Causal explanations from self-attention (ABCD, CLEANN)")
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("explain", help="explain the model's output on one text")
     e.add_argument("text", help="the text to explain")
-    e.add_argument("--labels", nargs="+", default=None,
-                   help="zero-shot labels (default: positive negative)")
-    e.add_argument("--template", default="This review is {label}.", help="how a zero-shot label is described")
-    e.add_argument("--model", default=None, help="local model folder (default: all-MiniLM-L6-v2, offline)")
-    e.add_argument("--task", default="zero-shot",
-                   choices=["zero-shot", "sequence-classification", "masked-token", "next-token"])
-    e.add_argument("--heads", nargs="+", type=int, default=None, help="heads to explain (default: all)")
+    _explainer_options(e)
     e.add_argument("--target", type=int, default=None, help="token position to explain (default: per task)")
-    e.add_argument("--max-size", type=int, default=3, help="largest explanation tried (default 3)")
-    e.add_argument("--method", default="icd", choices=["icd", "fci"])
-    e.add_argument("--alpha", type=float, default=0.01)
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--out", default=None, help="write an HTML report with the graph")
     b = sub.add_parser("batch", help="explain every text of a JSONL or Parquet file into a folder (resumable)")
     b.add_argument("input", help="JSONL or Parquet file with an id and a text column")
     b.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
-    b.add_argument("--model", default=None, help="local model folder (default: all-MiniLM-L6-v2, offline)")
-    b.add_argument("--task", default="zero-shot",
-                   choices=["zero-shot", "sequence-classification", "masked-token", "next-token"])
-    b.add_argument("--labels", nargs="+", default=None, help="zero-shot labels (default: positive negative)")
-    b.add_argument("--template", default="This review is {label}.")
-    b.add_argument("--heads", nargs="+", type=int, default=None)
-    b.add_argument("--max-size", type=int, default=3)
-    b.add_argument("--method", default="icd", choices=["icd", "fci"])
-    b.add_argument("--alpha", type=float, default=0.01)
+    _explainer_options(b)
     b.add_argument("--batch-size", type=int, default=8, help="texts per part file and forward pass")
     b.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="output format")
     b.add_argument("--id-column", default="id")
@@ -77,12 +81,7 @@ def _marked(tokens, target, sets) -> str:
 def _explain(args) -> int:
     if not args.text.strip():
         raise UsageError("the text is empty")
-    if args.labels is not None and len(args.labels) < 2:
-        raise UsageError(f"zero-shot classification needs at least two labels, got {args.labels}")
-    if args.max_size is not None and args.max_size < 1:
-        raise UsageError("--max-size must be at least 1")
-    if not 0 < args.alpha < 1:
-        raise UsageError("--alpha must be in (0, 1)")
+    _check_explainer_options(args)
     from .hf import Explainer, load
     from .hf.capture import CaptureError
 
@@ -161,14 +160,7 @@ def _write_report(path, res) -> None:
 def _batch(args) -> int:
     from .batch import BatchError, explainer_spec, run
 
-    if args.labels is not None and len(args.labels) < 2:
-        raise UsageError(f"zero-shot classification needs at least two labels, got {args.labels}")
-    if args.max_size is not None and args.max_size < 1:
-        raise UsageError("--max-size must be at least 1")
-    if not 0 < args.alpha < 1:
-        raise UsageError("--alpha must be in (0, 1)")
-    if not os.path.isfile(args.input):
-        raise UsageError(f"cannot read {args.input!r}: no such file")
+    _check_explainer_options(args)
     spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size, args.method,
                           args.alpha, args.device)
     try:

@@ -225,7 +225,7 @@ class Explainer:
         t0 = time.perf_counter()
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
-        full = [len(self.tokenizer(t)["input_ids"]) for t in texts]
+        full = [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]  # untruncated lengths
         device = next(self.model.parameters()).device
         enc = enc.to(device)
         with torch.no_grad(), AttentionCapture(self.model, self.layer) as cap:
