@@ -13,6 +13,7 @@ from cleann.hf import (  # noqa: E402
     SequenceClassificationTester,
     ZeroShotTester,
 )
+from cleann.hf.testers import score_many  # noqa: E402
 
 BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, vocab_size=99,
             pad_token_id=0)
@@ -44,10 +45,11 @@ def test_masked_token_tester_matches_direct_passes():
     answers = tester.test_batch(sets, 4)
     want = [_direct(model, base, s, 0, read) != original for s in sets]
     assert answers == want and not answers[-1]  # replacing nothing changes nothing
-    assert tester.candidates == len(sets)
-    assert tester.forward_passes == 1 + -(-len(sets) // 7)
+    # the empty set is the unmodified input: answered by the first pass, not sent again
+    assert tester.candidates == len(sets) - 1
+    assert tester.forward_passes == 1 + -(-(len(sets) - 1) // 7)
     assert tester.test_batch(sets[::-1]) == want[::-1]  # answered from the cache
-    assert tester.forward_passes == 1 + -(-len(sets) // 7) and tester.candidates == len(sets)
+    assert tester.forward_passes == 1 + -(-(len(sets) - 1) // 7) and tester.candidates == len(sets) - 1
     with pytest.raises(ValueError, match="cannot be replaced"):
         tester.test_batch([[4]])
     with pytest.raises(ValueError, match="outside the input"):
@@ -89,3 +91,61 @@ def test_zero_shot_tester_on_minilm_with_explain(minilm):
         ZeroShotTester(model, tok, enc["input_ids"], ["positive"])
     with pytest.raises(ValueError, match="distinct"):
         ZeroShotTester(model, tok, enc["input_ids"], ["a", "a"])
+
+
+def _margin(scores, pred):
+    others = [s for k, s in enumerate(scores) if k != pred]
+    return scores[pred] - max(others)
+
+
+def test_margins_equal_direct_passes_and_agree_with_answers():
+    torch.manual_seed(2)
+    clf = transformers.BertForSequenceClassification(transformers.BertConfig(num_labels=3, **BERT)).eval()
+    mlm = transformers.BertForMaskedLM(transformers.BertConfig(**BERT)).eval()
+    lm = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=99,
+                                                             bos_token_id=1, eos_token_id=2, pad_token_id=0)).eval()
+    ids = torch.randint(5, 90, (9,))
+    base = ids.clone()
+    base[3] = 4
+    cases = [(SequenceClassificationTester(clf, ids, batch_size=4, protected=[0]), clf, ids,
+              lambda out: out.logits[0], [0]),
+             (MaskedTokenTester(mlm, ids, target=3, mask_token_id=4, batch_size=5), mlm, base,
+              lambda out: out.logits[0, 3], [3]),
+             (NextTokenTester(lm, ids, batch_size=6), lm, ids, lambda out: out.logits[0, -1], [])]
+    for tester, model, x, read, exclude in cases:
+        pred = int(_direct(model, x, [], 0, read).argmax())
+        assert tester.prediction == pred
+        sets = _sets(9, exclude=exclude)[:-1]
+        margins = tester.score_batch(sets)
+        want = [_margin(_direct(model, x, s, 0, read).double().tolist(), pred) for s in sets]
+        assert max(abs(a - b) for a, b in zip(margins, want)) < 1e-5
+        assert tester.test_batch(sets) == [m <= 0 for m in margins]
+        assert tester.base_margin > 0 and abs(tester.base_margin - _margin(read(model(input_ids=x[None]))
+                                                                           .double().tolist(), pred)) < 1e-5
+    with pytest.raises(ValueError, match="must be integers"):
+        cases[0][0].score_batch([[1.7]])
+    with pytest.raises(ValueError, match="sequence of token positions"):
+        cases[0][0].score_batch([3])
+
+
+def test_score_many_packs_texts_of_different_lengths(minilm):
+    model, tok, _ = minilm
+    texts = ["A dull film.", "The actors were wonderful and the story moved me to tears.", "Fine."]
+    alone, packed = [], []
+    for t in texts:
+        ids = tok(t, return_tensors="pt")["input_ids"]
+        alone.append(ZeroShotTester(model, tok, ids, ["positive", "negative"], protected=[0], batch_size=4))
+        packed.append(ZeroShotTester(model, tok, ids, ["positive", "negative"], protected=[0], lazy=True))
+    requests = [(t, [[p] for p in range(1, t.input_ids.numel())] + [[1, 2]]) for t in packed]
+    margins = score_many(requests, batch_size=64)
+    for a, (p, sets), m in zip(alone, requests, margins):
+        assert p.prediction == a.prediction
+        want = a.score_batch(sets)
+        assert max(abs(x - y) for x, y in zip(m, want)) < 1e-5
+        assert p.test_batch(sets) == [x <= 0 for x in m]
+        assert p.candidates == a.candidates == len(sets)
+        assert p.forward_passes == 2  # the unmodified inputs together, then every set in one pass
+    assert sum(a.forward_passes for a in alone) > 6
+    with pytest.raises(ValueError, match="same model"):
+        other = transformers.BertModel(transformers.BertConfig(**BERT)).eval()
+        score_many([(packed[0], [[1]]), (SequenceClassificationTester(other, [5, 6, 7], lazy=True), [[1]])])

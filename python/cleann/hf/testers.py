@@ -1,24 +1,49 @@
 """Explanation testers: does replacing a set of tokens change the model's output at the target?
 
-Each tester holds one tokenized input, computes the model's prediction on it once, and answers a
-list of candidate token sets with batched forward passes (``batch_size`` inputs per pass):
-a candidate explains the target when the prediction with its tokens replaced differs. They count
-the forward passes and candidates they judged. Pass one to :func:`cleann.explain`.
+Each tester holds one tokenized input and the model's prediction on it, and answers lists of
+candidate token sets with batched forward passes: ``score_batch`` gives each set's *margin*, the
+score of the predicted label (or token) minus the best other one's after the set's tokens are
+replaced; the prediction is kept while the margin is > 0, and the set explains the target when it
+is <= 0 (``test_batch``). Margins are cached per set, so the heads of one text share them, and the
+testers count the distinct sets they sent to the model (``candidates``) and the forward passes
+their sets took part in (``forward_passes``).
+
+``score_many`` answers the sets of many testers (many texts) with one model in shared, full
+forward passes: their inputs are padded to the longest in a pass, so each pass holds up to
+``batch_size`` sequences however few sets one text needs.
 """
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from typing import Sequence
 
 import torch
 
+# The most output scores one pass may materialise (rows x positions x width), so that testers
+# whose head is a vocabulary (masked-token, next-token) split large passes: 2^27 floats = 512 MiB.
+_MAX_OUTPUT_FLOATS = 1 << 27
+
+
+def _position(t, n: int) -> int:
+    """A token position: a Python or NumPy integer (not a bool, not a float) inside the input."""
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+        raise ValueError(f"token positions must be integers, got {t!r} ({type(t).__name__})")
+    t = int(t)
+    if not 0 <= t < n:
+        raise ValueError(f"token position {t} is outside the input (length {n})")
+    return t
+
 
 class _Tester(ABC):
-    """Shared machinery: the input, token replacement, batched forward passes and counts."""
+    """Shared machinery: the input, token replacement, margins, batched passes and counts."""
+
+    #: how many scores the head gives per position (a vocabulary for token predictions)
+    output_width: int = 1
 
     def __init__(self, model, input_ids, attention_mask=None, replacement_id: int | None = None,
-                 batch_size: int = 32, protected: Sequence[int] = ()):
+                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False):
         ids = torch.as_tensor(input_ids)
         if ids.dim() == 2:
             if ids.shape[0] != 1:
@@ -26,78 +51,181 @@ class _Tester(ABC):
             ids = ids[0]
         if ids.dim() != 1 or ids.numel() == 0:
             raise ValueError(f"input_ids must be one non-empty sequence, got shape {list(ids.shape)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.input_ids = ids.to(self.device)
         mask = torch.ones_like(ids) if attention_mask is None else torch.as_tensor(attention_mask).reshape(-1)
+        if mask.numel() != ids.numel():
+            raise ValueError(f"attention_mask has {mask.numel()} entries for {ids.numel()} tokens")
         self.attention_mask = mask.to(self.device)
         if replacement_id is None:
-            config = model.config
-            replacement_id = getattr(config, "pad_token_id", None)
+            replacement_id = getattr(model.config, "pad_token_id", None)
             if replacement_id is None:
                 raise ValueError("the model has no pad token: give replacement_id")
         self.replacement_id = int(replacement_id)
         self.batch_size = int(batch_size)
-        self.protected = {int(p) for p in protected}
+        self.protected = {_position(p, ids.numel()) for p in protected}
         self.forward_passes = 0
-        self.candidates = 0  # distinct sets sent to the model
-        self._cache: dict[frozenset, bool] = {}
-        self.prediction = self._predict(self._base_ids()[None])[0]
+        self.candidates = 0  # distinct sets sent to the model (the unmodified input not included)
+        self._margins: dict[frozenset, float] = {}
+        self._prediction: int | None = None
+        self.base_scores: list[float] | None = None  # the unmodified input's scores (labels or tokens)
+        if not lazy:
+            score_many([(self, [])], self.batch_size)
+
+    # -- what a subclass defines ------------------------------------------------------------------
 
     def _base_ids(self) -> torch.Tensor:
         return self.input_ids
 
-    def _check(self, tokens) -> list[int]:
+    @abstractmethod
+    def _scores(self, outputs, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per row of the pass that belongs to this tester (``rows``; ``mask`` their attention
+        masks, padded): the scores whose argmax is the prediction, [len(rows), C]."""
+
+    # -- the prediction and margins ---------------------------------------------------------------
+
+    @property
+    def prediction(self) -> int:
+        """The predicted label (or token id) on the unmodified input."""
+        if self._prediction is None:
+            score_many([(self, [])], self.batch_size)
+        return self._prediction
+
+    @property
+    def base_margin(self) -> float:
+        """The margin of the unmodified input (the prediction's lead)."""
+        self.prediction  # noqa: B018 (computes it)
+        return self._margins[frozenset()]
+
+    def _set_base(self, scores: torch.Tensor) -> None:
+        scores = scores.double()
+        self._prediction = int(scores.argmax())
+        self.base_scores = scores.tolist() if scores.numel() <= 4096 else None
+        self._margins[frozenset()] = self._margin(scores[None])[0]
+
+    def _margin(self, scores: torch.Tensor) -> list[float]:
+        scores = scores.double()
+        p = self._prediction
+        if scores.shape[1] == 1:
+            raise ValueError("a prediction needs at least two scores")
+        others = scores.clone()
+        others[:, p] = -torch.inf
+        return (scores[:, p] - others.max(dim=1).values).tolist()
+
+    def key(self, tokens) -> frozenset:
+        """The checked set of positions of one candidate (the cache key)."""
+        if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
+            raise ValueError(f"a candidate must be a sequence of token positions, got {tokens!r}")
         n = self.input_ids.numel()
-        out = []
+        out = set()
         for t in tokens:
-            t = int(t)
-            if not 0 <= t < n:
-                raise ValueError(f"token position {t} is outside the input (length {n})")
+            t = _position(t, n)
             if t in self.protected:
                 raise ValueError(f"token position {t} cannot be replaced (it is the target or a protected token)")
-            out.append(t)
-        return out
+            out.add(t)
+        return frozenset(out)
 
-    @torch.no_grad()
-    def _predict(self, ids: torch.Tensor) -> torch.Tensor:
-        self.forward_passes += 1
-        mask = self.attention_mask.expand(ids.shape[0], -1)
-        return self._outputs_to_prediction(self.model(input_ids=ids, attention_mask=mask))
+    def score_batch(self, sets: Sequence[Sequence[int]], target: int | None = None) -> list[float]:
+        """For each set of token positions: the prediction's margin with those tokens replaced
+        (> 0: the prediction is kept; <= 0: it changes, the set explains the output).
 
-    @abstractmethod
-    def _outputs_to_prediction(self, outputs) -> torch.Tensor:
-        """The prediction (one id per batch row) from the model's outputs."""
+        Cached per set: only sets not judged before reach the model.
+        """
+        return score_many([(self, sets)], self.batch_size)[0]
 
     def test_batch(self, sets: Sequence[Sequence[int]], target: int | None = None) -> list[bool]:
-        """For each set of token positions: does replacing them change the prediction?
-
-        Answers are cached per set (explanations of several heads share candidates), so only
-        sets not judged before reach the model.
-        """
-        keys = [frozenset(self._check(s)) for s in sets]
-        todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
-        base = self._base_ids()
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start:start + self.batch_size]
-            ids = base.repeat(len(chunk), 1)
-            for row, s in enumerate(chunk):
-                if s:
-                    ids[row, sorted(s)] = self.replacement_id
-            changed = self._predict(ids) != self.prediction
-            self._cache.update(zip(chunk, (bool(c) for c in changed.tolist())))
-        self.candidates += len(todo)
-        return [self._cache[k] for k in keys]
+        """For each set of token positions: does replacing them change the prediction?"""
+        return [m <= 0 for m in self.score_batch(sets, target)]
 
     def __call__(self, tokens, target=None) -> bool:
         return self.test_batch([tokens], target)[0]
+
+    def _row(self, key: frozenset, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = self._base_ids().clone()
+        if key:
+            ids[sorted(key)] = self.replacement_id
+        n = ids.numel()
+        if length == n:
+            return ids, self.attention_mask
+        pad = torch.full((length - n,), self.replacement_id, dtype=ids.dtype, device=ids.device)
+        return torch.cat([ids, pad]), torch.cat([self.attention_mask, torch.zeros_like(pad)])
+
+
+def score_many(requests, batch_size: int = 256) -> list[list[float]]:
+    """Margins for the candidate sets of many testers of one model, in shared forward passes.
+
+    Args:
+        requests: ``(tester, sets)`` pairs; every tester must use the same model.
+        batch_size: sequences per forward pass (fewer for testers whose scores are a vocabulary,
+            so that one pass's output stays under 512 MiB).
+
+    Sets each tester answered before come from its cache. The unmodified inputs of testers that
+    have no prediction yet are run first (one pass for all of them). Sequences are grouped by
+    length, longest first, and padded to the longest of their pass. Returns one list of margins
+    per request.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    requests = [(t, list(s)) for t, s in requests]
+    if not requests:
+        return []
+    model = requests[0][0].model
+    if any(t.model is not model for t, _ in requests):
+        raise ValueError("score_many: every tester must use the same model")
+    keys = [[t.key(s) for s in sets] for t, sets in requests]
+    fresh = list({id(t): t for t, _ in requests if t._prediction is None}.values())
+    if fresh:
+        _run(model, [(t, None) for t in fresh], batch_size)
+    todo, seen = [], set()
+    for (t, _), ks in zip(requests, keys):
+        for k in ks:
+            if k not in t._margins and (id(t), k) not in seen:
+                seen.add((id(t), k))
+                todo.append((t, k))
+    if todo:
+        _run(model, todo, batch_size)
+    return [[t._margins[k] for k in ks] for (t, _), ks in zip(requests, keys)]
+
+
+@torch.inference_mode()
+def _run(model, rows, batch_size: int) -> None:
+    """Forward passes over (tester, key) rows, key None for a tester's unmodified input; stores
+    the margins (or the base prediction) in each tester and counts passes and candidates."""
+    rows = sorted(rows, key=lambda r: -r[0].input_ids.numel())  # stable: each tester's order is kept
+    start = 0
+    while start < len(rows):
+        length = rows[start][0].input_ids.numel()
+        width = max(t.output_width for t, _ in rows[start:start + batch_size])
+        cap = max(1, min(batch_size, _MAX_OUTPUT_FLOATS // max(1, length * width)))
+        chunk = rows[start:start + cap]
+        start += len(chunk)
+        built = [t._row(frozenset() if k is None else k, length) for t, k in chunk]
+        ids = torch.stack([b[0] for b in built])
+        mask = torch.stack([b[1] for b in built])
+        outputs = model(input_ids=ids, attention_mask=mask)
+        groups: dict[int, list[int]] = {}
+        for r, (t, _) in enumerate(chunk):
+            groups.setdefault(id(t), []).append(r)
+        for members in groups.values():
+            t = chunk[members[0]][0]
+            idx = torch.as_tensor(members, device=ids.device)
+            scores = t._scores(outputs, idx, mask[idx]).detach().float().cpu()
+            t.forward_passes += 1
+            if chunk[members[0]][1] is None:
+                t._set_base(scores[0])
+                continue
+            for r, m in zip(members, t._margin(scores)):
+                t._margins[chunk[r][1]] = m
+            t.candidates += len(members)
 
 
 class MaskedTokenTester(_Tester):
     """Masked-token prediction: the target token is replaced by [MASK]; a set explains it when
     replacing the set's tokens (by [PAD], or ``replacement_id``) changes the predicted token there.
+    The margin is the predicted token's logit minus the best other token's.
 
     Args:
         model: a masked-LM model (``...ForMaskedLM``).
@@ -107,25 +235,25 @@ class MaskedTokenTester(_Tester):
     """
 
     def __init__(self, model, input_ids, target: int, mask_token_id: int, attention_mask=None,
-                 replacement_id: int | None = None, batch_size: int = 32):
+                 replacement_id: int | None = None, batch_size: int = 32, lazy: bool = False):
         ids = torch.as_tensor(input_ids).reshape(-1)
-        if not 0 <= int(target) < ids.numel():
-            raise ValueError(f"target {target} is outside the input (length {ids.numel()})")
-        self.target = int(target)
+        self.target = _position(target, ids.numel())
         self.mask_token_id = int(mask_token_id)
-        super().__init__(model, ids, attention_mask, replacement_id, batch_size, protected=[self.target])
+        self.output_width = int(model.config.vocab_size)
+        super().__init__(model, ids, attention_mask, replacement_id, batch_size, protected=[self.target], lazy=lazy)
 
     def _base_ids(self) -> torch.Tensor:
         ids = self.input_ids.clone()
         ids[self.target] = self.mask_token_id
         return ids
 
-    def _outputs_to_prediction(self, outputs) -> torch.Tensor:
-        return outputs.logits[:, self.target].argmax(-1)
+    def _scores(self, outputs, rows, mask):
+        return outputs.logits[rows, self.target]
 
 
 class SequenceClassificationTester(_Tester):
     """Sequence classification: a set explains the output when replacing it changes the label.
+    The margin is the predicted label's logit minus the best other label's.
 
     Args:
         model: a ``...ForSequenceClassification`` model. ``protected``: positions never replaced
@@ -133,37 +261,47 @@ class SequenceClassificationTester(_Tester):
     """
 
     def __init__(self, model, input_ids, attention_mask=None, replacement_id: int | None = None,
-                 batch_size: int = 32, protected: Sequence[int] = ()):
-        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected)
+                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False):
+        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy)
 
-    def _outputs_to_prediction(self, outputs) -> torch.Tensor:
-        return outputs.logits.argmax(-1)
+    def _scores(self, outputs, rows, mask):
+        return outputs.logits[rows]
 
 
 class NextTokenTester(_Tester):
     """Next-token prediction for causal LMs: a set explains the output when replacing it changes
-    the top-1 next token after the input."""
+    the top-1 next token after the input. The margin is that token's logit minus the best other's."""
 
-    def _outputs_to_prediction(self, outputs) -> torch.Tensor:
+    def __init__(self, model, input_ids, attention_mask=None, replacement_id: int | None = None,
+                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False):
+        self.output_width = int(model.config.vocab_size)
+        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy)
+
+    def _scores(self, outputs, rows, mask):
         last = int(self.attention_mask.nonzero().max())
-        return outputs.logits[:, last].argmax(-1)
+        return outputs.logits[rows, last]
 
 
 class ZeroShotTester(_Tester):
     """Zero-shot classification with a sentence-embedding model: the label whose description's
     mean-pooled embedding is closest (cosine) to the input's. A set explains the output when
-    replacing it changes that label.
+    replacing it changes that label. The margin is the predicted label's cosine minus the best
+    other label's.
 
     Args:
         model: an encoder (e.g. all-MiniLM-L6-v2's ``AutoModel``).
         tokenizer: its tokenizer (for the label descriptions).
         labels: at least two label names.
         template: how a label is described, e.g. "This review is {label}.".
+        label_embeddings: the labels' normalised embeddings [L, d], when already computed (the
+            explainer shares them between texts).
     """
 
     def __init__(self, model, tokenizer, input_ids, labels: Sequence[str], template: str = "This review is {label}.",
                  attention_mask=None, replacement_id: int | None = None, batch_size: int = 32,
-                 protected: Sequence[int] = ()):
+                 protected: Sequence[int] = (), lazy: bool = False, label_embeddings: torch.Tensor | None = None):
+        if isinstance(labels, str):
+            raise ValueError(f"labels must be a list of label names, got the string {labels!r}")
         labels = [str(x) for x in labels]
         if len(labels) < 2:
             raise ValueError(f"zero-shot classification needs at least two labels, got {labels}")
@@ -173,27 +311,30 @@ class ZeroShotTester(_Tester):
             raise ValueError(f"template must contain {{label}}, got {template!r}")
         self.labels = labels
         self.template = template
-        device = next(model.parameters()).device
-        enc = tokenizer([template.format(label=x) for x in labels], padding=True, return_tensors="pt").to(device)
-        with torch.no_grad():
-            out = model(**enc)
-        self.label_embeddings = torch.nn.functional.normalize(_mean_pool(out.last_hidden_state,
-                                                                         enc["attention_mask"]), dim=-1)
+        if label_embeddings is None:
+            label_embeddings = embed_labels(model, tokenizer, labels, template)
+        self.label_embeddings = label_embeddings
         if replacement_id is None:
             replacement_id = tokenizer.pad_token_id
-        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected)
+        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy)
 
-    def _outputs_to_prediction(self, outputs) -> torch.Tensor:
-        mask = self.attention_mask.expand(outputs.last_hidden_state.shape[0], -1)
-        emb = torch.nn.functional.normalize(_mean_pool(outputs.last_hidden_state, mask), dim=-1)
-        return (emb @ self.label_embeddings.T).argmax(-1)
+    def _scores(self, outputs, rows, mask):
+        emb = torch.nn.functional.normalize(_mean_pool(outputs.last_hidden_state[rows], mask), dim=-1)
+        return emb @ self.label_embeddings.T
 
     def scores(self) -> list[float]:
         """Cosine similarity of the unmodified input to each label description."""
-        with torch.no_grad():
-            out = self.model(input_ids=self.input_ids[None], attention_mask=self.attention_mask[None])
-        emb = torch.nn.functional.normalize(_mean_pool(out.last_hidden_state, self.attention_mask[None]), dim=-1)
-        return (emb @ self.label_embeddings.T)[0].tolist()
+        self.prediction  # noqa: B018 (computes it)
+        return list(self.base_scores)
+
+
+def embed_labels(model, tokenizer, labels: Sequence[str], template: str) -> torch.Tensor:
+    """Normalised mean-pooled embeddings of the label descriptions [L, d]."""
+    device = next(model.parameters()).device
+    enc = tokenizer([template.format(label=x) for x in labels], padding=True, return_tensors="pt").to(device)
+    with torch.no_grad():
+        out = model(**enc)
+    return torch.nn.functional.normalize(_mean_pool(out.last_hidden_state, enc["attention_mask"]), dim=-1)
 
 
 def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
