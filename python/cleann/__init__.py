@@ -12,7 +12,7 @@ from ._pc import pc
 from .ci import CIResult, ci_test, fisher_z_pvalue, partial_correlation
 from .correlation import attention_to_correlation
 from ._learn import abcd, fci, icd
-from .explain import Explanation, TesterError, explain
+from .explain import Explanation, TesterError, explain, explain_heads, explain_tokens
 from .graph import Graph
 from .skeleton import SepSets, Skeleton, skeleton
 
@@ -31,6 +31,8 @@ __all__ = [
     "attention_to_correlation",
     "ci_test",
     "explain",
+    "explain_heads",
+    "explain_tokens",
     "fci",
     "fisher_z_pvalue",
     "graph",
