@@ -44,8 +44,27 @@ def test_text_output_marks_the_explanation():
     r = run("The movie was wonderful and the actors were brilliant.", "--heads", "3", "--max-size", "2")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("prediction: ")
-    assert "graph (head 3)" in r.stdout and "counts:" in r.stdout
+    assert "graph (head 3)" in r.stdout and "model sequences in" in r.stdout
     assert "explanations (size" in r.stdout or "no explanation of at most 2 tokens" in r.stdout
+    if "explanations (size" in r.stdout:
+        assert "proven minimal" in r.stdout and "margin -" in r.stdout
+
+
+def test_guided_by_default_exact_on_request_and_budgets():
+    text = "A dull, boring and far too long film."
+    guided = json.loads(run(text, "--json", "--heads", "0").stdout)
+    exact = json.loads(run(text, "--json", "--heads", "0", "--search", "exact", "--max-size", "2").stdout)
+    assert guided["search"] == "guided" and exact["search"] == "exact"
+    assert guided["budget"] == 1000 and guided["counts"]["candidates"] <= 1000
+    if exact["explanations"]:  # the exact search proves its minimality, so guided cannot be smaller
+        assert exact["minimal_proven"]
+        assert len(guided["explanations"][0]) >= len(exact["explanations"][0])
+    else:
+        assert exact["status"] == "none" and exact["best"] is not None
+    assert all(m <= 0 for m in guided["explanation_margins"]) and guided["margin"] > 0
+    tight = run(text, "--heads", "0", "--budget", "3")
+    assert tight.returncode == 0 and "budget of 3 model sequences ran out" in tight.stdout
+    assert "closest set judged (not an explanation)" in tight.stdout
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -55,6 +74,10 @@ def test_text_output_marks_the_explanation():
     (["fine", "--heads", "99"], "head 99 out of range"),
     (["fine", "--target", "40"], "outside the text"),
     (["fine", "--alpha", "1.5"], "--alpha"),
+    (["fine", "--budget", "0"], "--budget: must be a positive number of model sequences or 'none', got 0"),
+    (["fine", "--budget", "-5"], "--budget: must be a positive number"),
+    (["fine", "--budget", "lots"], "--budget: must be a positive number"),
+    (["fine", "--search", "beam"], "--search: invalid choice"),
 ])
 def test_usage_errors_exit_2_without_traceback(args, msg):
     r = run(*args)

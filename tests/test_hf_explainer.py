@@ -75,3 +75,43 @@ def test_bad_input(tokenizer):
     mlm = Explainer(tiny("masked-token", tokenizer.vocab_size), tokenizer, task="masked-token")
     with pytest.raises(ValueError, match=r"\[MASK\]"):
         mlm("no mask here")
+
+
+@pytest.mark.parametrize("search", ["guided", "exact"])
+def test_texts_share_passes_and_give_what_each_text_gives_alone(search, tokenizer):
+    torch.manual_seed(3)
+    model = tiny("sequence-classification", tokenizer.vocab_size).eval()
+    texts = TEXTS + ["short one", "the weather in the hills was cold and wet all day long"]
+    ex = Explainer(model, tokenizer, task="sequence-classification", search=search, max_size=3, batch_size=256)
+    together = ex(texts)
+    for text, res in zip(texts, together):
+        alone = ex([text])[0]
+        assert res.smallest == alone.smallest and res.status == alone.status
+        assert res.counts["candidates"] == alone.counts["candidates"]
+        assert res.minimal_proven == alone.minimal_proven and res.search == search
+        assert max((abs(a - b) for a, b in zip(res.margins, alone.margins)), default=0) < 1e-5
+        assert all(m <= 0 for m in res.margins) and res.margin > 0
+        tester = ex._tester(torch.tensor(tokenizer(text)["input_ids"]), res.target)
+        assert [tester(list(s)) for s in res.smallest] == [True] * len(res.smallest)
+        record = res.to_dict()
+        assert record["status"] == res.status and record["explanation_margins"] == res.margins
+        assert record["heads"][0]["status"] in ("explained", "none", "bound", "budget")
+    # one pass for the predictions, then rounds shared by all texts: fewer passes than text by text
+    passes_alone = sum(ex([t])[0].counts["forward_passes"] for t in texts)
+    assert max(r.counts["forward_passes"] for r in together) < passes_alone
+
+
+def test_budget_per_text_and_bad_options(tokenizer):
+    torch.manual_seed(4)
+    model = tiny("sequence-classification", tokenizer.vocab_size).eval()
+    ex = Explainer(model, tokenizer, task="sequence-classification", budget=5)
+    res = ex("a much longer sentence about the weather in the hills today")
+    assert res.counts["candidates"] <= 5
+    if not res.smallest:
+        assert res.status == "budget" and res.best is not None and res.best_margin > 0
+    for bad in (dict(budget=0), dict(budget=-1), dict(search="beam"), dict(max_size=0), dict(batch_size=0),
+                dict(num_samples=2)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Explainer(model, tokenizer, task="sequence-classification", **bad)
+    with pytest.raises(ValueError, match="the string 'no'"):
+        Explainer(model, tokenizer, labels="no")

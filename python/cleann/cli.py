@@ -12,6 +12,8 @@ import sys
 import warnings
 
 
+from .batch import DEFAULT_BUDGET
+
 class UsageError(Exception):
     pass
 
@@ -24,9 +26,28 @@ def _explainer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", nargs="+", default=None, help="zero-shot labels (default: positive negative)")
     p.add_argument("--template", default="This review is {label}.", help="how a zero-shot label is described")
     p.add_argument("--heads", nargs="+", type=int, default=None, help="heads to explain (default: all)")
-    p.add_argument("--max-size", type=int, default=3, help="largest explanation tried (default 3)")
+    p.add_argument("--search", default="guided", choices=["guided", "exact"],
+                   help="guided: a beam search driven by the model's margins (default); exact: the paper's search "
+                        "by size and tree distance, minimality proven")
+    p.add_argument("--budget", default=str(DEFAULT_BUDGET), type=_budget,
+                   help=f"most model sequences (candidate sets) judged per text, or 'none' (default {DEFAULT_BUDGET})")
+    p.add_argument("--max-size", type=int, default=None,
+                   help="largest explanation tried (default: every candidate token)")
     p.add_argument("--method", default="icd", choices=["icd", "fci"])
     p.add_argument("--alpha", type=float, default=0.01)
+
+
+def _budget(text: str):
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number of model sequences or 'none', got {text!r}") \
+            from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of model sequences or 'none', got {value}")
+    return value
 
 
 def _check_explainer_options(args) -> None:
@@ -51,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("input", help="JSONL or Parquet file with an id and a text column")
     b.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
     _explainer_options(b)
-    b.add_argument("--batch-size", type=int, default=8, help="texts per part file and forward pass")
+    b.add_argument("--batch-size", type=int, default=32,
+                   help="texts per part file and attention pass; their candidate sets share the counterfactual "
+                        "passes (default 32)")
     b.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="output format")
     b.add_argument("--id-column", default="id")
     b.add_argument("--text-column", default="text")
@@ -92,7 +115,8 @@ def _explain(args) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load a {args.task} model from {args.model!r}: {exc}") from None
     explainer = Explainer(model, tokenizer, task=args.task, labels=args.labels, template=args.template,
-                          heads=args.heads, method=args.method, alpha=args.alpha, max_size=args.max_size)
+                          heads=args.heads, method=args.method, alpha=args.alpha, max_size=args.max_size,
+                          search=args.search, budget=args.budget)
     try:
         res = explainer.explain(args.text, target=args.target)
     except CaptureError as exc:
@@ -105,15 +129,23 @@ def _explain(args) -> int:
     if args.json:
         print(json.dumps(res.to_dict(), indent=1))
     else:
-        print(f"prediction: {res.prediction}")
+        print(f"prediction: {res.prediction} (margin {res.margin:.4g})")
         print(f"target: {res.tokens[res.target]} (position {res.target})")
         if res.smallest:
-            print(f"explanations (size {len(res.smallest[0])}):")
-            for s in res.smallest:
-                print("  " + ", ".join(f"{res.tokens[p]} ({p})" for p in s))
+            proof = "proven minimal: every smaller set was judged" if res.minimal_proven else \
+                f"not proven minimal ({res.search} search)"
+            print(f"explanations (size {len(res.smallest[0])}, {proof}):")
+            for s, m in zip(res.smallest, res.margins):
+                print("  " + ", ".join(f"{res.tokens[p]} ({p})" for p in s) + ("" if m is None else f"  margin {m:.4g}"))
             print("text: " + _marked(res.tokens, res.target, res.smallest))
         else:
-            print(f"no explanation of at most {args.max_size} tokens changes the prediction")
+            why = (f"the budget of {res.budget} model sequences ran out first" if res.status == "budget" else
+                   f"the {res.search} search ended without one")
+            print(f"no explanation{'' if args.max_size is None else f' of at most {args.max_size} tokens'} "
+                  f"changes the prediction: {why}")
+            if res.best is not None:
+                print("closest set judged (not an explanation): "
+                      + ", ".join(f"{res.tokens[p]} ({p})" for p in res.best) + f"  margin {res.best_margin:.4g}")
         head = next((h for h in res.heads if h.sets and len(h.sets[0]) == len(res.smallest[0])), res.heads[0]) \
             if res.smallest else res.heads[0]
         g = head.graph
@@ -130,7 +162,9 @@ def _explain(args) -> int:
         if len(lines) > 25:
             print(f"  ... {len(lines) - 25} more")
         c = res.counts
-        print(f"counts: {c['ci_tests']} CI tests, {c['candidates']} candidates, {c['forward_passes']} forward passes")
+        t = res.seconds
+        print(f"cost: {c['candidates']} model sequences in {c['forward_passes']} forward passes "
+              f"({t['testing']:.2f} s); discovery {c['ci_tests']} CI tests ({t['discovery']:.2f} s)")
     if args.out:
         _write_report(args.out, res)
     return 0
@@ -162,7 +196,7 @@ def _batch(args) -> int:
 
     _check_explainer_options(args)
     spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size, args.method,
-                          args.alpha, args.device)
+                          args.alpha, args.device, search=args.search, budget=args.budget)
     try:
         summary = run(args.input, args.out, spec=spec, batch_size=args.batch_size, fmt=args.format,
                       id_col=args.id_column, text_col=args.text_column, progress=not args.quiet,

@@ -17,9 +17,10 @@ from typing import Iterable, Sequence
 import torch
 
 from .. import _learn
-from ..explain import explain
+from ..explain import SEARCHES, _check_options, _space, assemble, search_steps
 from .capture import AttentionCapture
-from .testers import MaskedTokenTester, NextTokenTester, SequenceClassificationTester, ZeroShotTester
+from .testers import (MaskedTokenTester, NextTokenTester, SequenceClassificationTester, ZeroShotTester, embed_labels,
+                      score_many)
 
 TASKS = ("zero-shot", "sequence-classification", "masked-token", "next-token")
 
@@ -59,7 +60,9 @@ class HeadExplanation:
     graph: object
     sets: list[tuple[int, ...]]  # token positions
     tokens: list[tuple[str, ...]]
-    candidates_tried: int
+    candidates_tried: int  # of the text's shared search
+    margins: list = field(default_factory=list)  # the prediction's margin after removing each set
+    status: str = "none"
 
 
 @dataclass
@@ -74,6 +77,14 @@ class TextExplanation:
     counts: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     truncated: bool = False
+    search: str = "guided"
+    status: str = "none"  # explained | none | budget (see cleann.explain.STATUSES)
+    minimal_proven: bool = False  # every smaller subset of the candidate pool was judged
+    margin: float | None = None  # the prediction's margin on the unmodified text
+    margins: list = field(default_factory=list)  # of each of the smallest explanations
+    best: tuple | None = None  # no explanation: the judged set with the lowest margin (not an explanation)
+    best_margin: float | None = None
+    budget: int | None = None
 
     @property
     def smallest(self) -> list[tuple[int, ...]]:
@@ -87,10 +98,15 @@ class TextExplanation:
     def to_dict(self) -> dict:
         return {
             "text": self.text, "tokens": self.tokens, "target": self.target, "prediction": self.prediction,
-            "truncated": self.truncated,
+            "margin": self.margin, "truncated": self.truncated,
+            "search": self.search, "status": self.status, "minimal_proven": self.minimal_proven,
+            "budget": self.budget,
             "explanations": [list(s) for s in self.smallest],
             "explanation_tokens": [[self.tokens[p] for p in s] for s in self.smallest],
-            "heads": [{"head": h.head, "sets": [list(s) for s in h.sets],
+            "explanation_margins": list(self.margins),
+            "best": None if self.best is None else list(self.best), "best_margin": self.best_margin,
+            "heads": [{"head": h.head, "status": h.status, "sets": [list(s) for s in h.sets],
+                       "margins": list(h.margins),
                        "edges": [[int(h.graph.nodes[a]), int(h.graph.nodes[b]), m_a, m_b]
                                  for a, b, m_a, m_b in h.graph.edges()]} for h in self.heads],
             "counts": self.counts, "seconds": self.seconds,
@@ -124,23 +140,44 @@ class Explainer:
             "masked-token" (``target`` is the position to predict; it is masked) or "next-token".
         labels: zero-shot labels (at least two); ``template`` describes a label.
         heads: which heads to explain (default: all).
-        method: "icd" or "fci"; ``alpha``: significance level of the CI tests.
-        max_size: largest explanation tried; ``batch_size``: inputs per forward pass.
+        method: "icd" or "fci"; ``alpha``: significance level of the CI tests; ``num_samples``:
+            the Fisher-z sample size (default: the model's hidden size, as the reference does).
+        search: "guided" (margin-driven beam search, the default) or "exact" (the paper's order
+            and legality); see :func:`cleann.explain`. The heads of a text share one search.
+        max_size: largest explanation tried (default: the whole candidate pool).
+        budget: the most candidate sets (model sequences) judged per text (default: no cap).
+        per_head_minimum: let every head search to its own minimum (default: no head tries sets
+            larger than the smallest explanation found for the text).
+        batch_size: sequences per counterfactual forward pass; the candidate sets of all texts
+            of a call share the passes, padded to the longest in each.
     """
 
     def __init__(self, model, tokenizer, task: str = "zero-shot", labels: Sequence[str] | None = None,
                  template: str = "This review is {label}.", heads: Sequence[int] | None = None, method: str = "icd",
-                 alpha: float = 0.01, max_size: int | None = 3, batch_size: int = 32, layer: int = -1):
+                 alpha: float = 0.01, max_size: int | None = None, batch_size: int = 256, layer: int = -1,
+                 search: str = "guided", budget: int | None = None, per_head_minimum: bool = False,
+                 num_samples: int | None = None):
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         if task == "zero-shot":
+            if isinstance(labels, str):
+                raise ValueError(f"labels must be a list of label names, got the string {labels!r}")
             labels = list(labels) if labels is not None else ["positive", "negative"]
             if len(labels) < 2:
                 raise ValueError(f"zero-shot classification needs at least two labels, got {labels}")
+        _check_options(search, budget, max_size, None, 3, 8)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
+                                        or num_samples < 4):
+            raise ValueError(f"num_samples must be an integer of at least 4, got {num_samples!r}")
         self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
         self.labels, self.template = labels, template
         self.heads, self.method, self.alpha = heads, method, alpha
         self.max_size, self.batch_size, self.layer = max_size, batch_size, layer
+        self.search, self.budget, self.per_head_minimum = search, budget, per_head_minimum
+        self.num_samples = num_samples
+        self._label_embeddings = None
         self.max_length = getattr(tokenizer, "model_max_length", None)
         if not self.max_length or self.max_length > 100_000:
             self.max_length = getattr(model.config, "max_position_embeddings", 512)
@@ -250,7 +287,7 @@ class Explainer:
 
     def discover(self, batch: "_Forward") -> list[tuple[list, float]]:
         """Stage 2: ABCD, one PAG per (text, head); no model calls (safe on a worker thread)."""
-        num_samples = self.model.config.hidden_size
+        num_samples = self.num_samples or self.model.config.hidden_size
         out = []
         for it in batch.items:
             t1 = time.perf_counter()
@@ -259,23 +296,65 @@ class Explainer:
         return out
 
     def test(self, batch: "_Forward", discovered) -> list[TextExplanation]:
-        """Stage 3: CLEANN over each text's graphs with counterfactual forward passes."""
+        """Stage 3: CLEANN over each text's graphs with counterfactual forward passes.
+
+        Every text's heads share one search; the searches of all texts run together, and each
+        round's candidate sets of every text go into shared forward passes of up to
+        ``batch_size`` sequences. A text's testing seconds are the rounds' time shared in
+        proportion to the sets it sent.
+        """
+        t0 = time.perf_counter()
+        items = batch.items
+        testers = [self._tester(it.ids, it.target) for it in items]
+        score_many([(t, []) for t in testers], self.batch_size)  # the predictions, in one pass
+        share = (time.perf_counter() - t0) / max(len(items), 1)
+        seconds = [share] * len(items)
+        spaces = [[_space(g, it.target, None) for g in graphs] for it, (graphs, _) in zip(items, discovered)]
+        gens = [search_steps(sp, self.max_size, search=self.search, base=t.base_margin, chunk=self.batch_size,
+                             budget=self.budget, per_head_minimum=self.per_head_minimum)
+                for sp, t in zip(spaces, testers)]
+        done: dict[int, tuple] = {}
+        pending: dict[int, list] = {}
+        for k, gen in enumerate(gens):
+            self._advance(k, gen, None, pending, done)
+        while pending:
+            order = sorted(pending)
+            before = [testers[k].candidates for k in order]
+            t1 = time.perf_counter()
+            answers = score_many([(testers[k], [list(s) for s in pending[k]]) for k in order], self.batch_size)
+            spent = time.perf_counter() - t1
+            sent = [testers[k].candidates - b for k, b in zip(order, before)]
+            total = sum(sent)
+            for k, a, n_k in zip(order, answers, sent):
+                seconds[k] += spent * (n_k / total if total else 1 / len(order))
+                self._advance(k, gens[k], a, pending, done)
         results = []
-        for it, (graphs, t_discovery) in zip(batch.items, discovered):
-            t2 = time.perf_counter()
-            tester = self._tester(it.ids, it.target)
-            res = TextExplanation(text=it.text, tokens=it.tokens, target=it.target,
-                                  prediction=self._label(tester), truncated=it.truncated)
-            for h, g in zip(batch.heads, graphs):
-                ex = explain(g, it.target, tester, max_size=self.max_size)
-                res.heads.append(HeadExplanation(h, g, ex.sets, [tuple(it.tokens[p] for p in s) for s in ex.sets],
-                                                 ex.candidates_tried))
-            res.seconds = {"forward": batch.seconds_per_text, "discovery": t_discovery,
-                           "testing": time.perf_counter() - t2}
+        for k, (it, (graphs, t_discovery)) in enumerate(zip(items, discovered)):
+            tester = testers[k]
+            found, status, ledger = done[k]
+            ex = assemble(spaces[k], it.target, found, status, ledger, search=self.search, budget=self.budget,
+                          model_calls=tester.forward_passes)
+            res = TextExplanation(text=it.text, tokens=it.tokens, target=it.target, prediction=self._label(tester),
+                                  truncated=it.truncated, search=self.search, status=ex.status,
+                                  minimal_proven=ex.minimal_proven, margin=tester.base_margin, margins=ex.margins,
+                                  best=ex.best, best_margin=ex.best_margin, budget=self.budget)
+            for h, g, hx in zip(batch.heads, graphs, ex.heads):
+                res.heads.append(HeadExplanation(h, g, hx.sets, [tuple(it.tokens[p] for p in s) for s in hx.sets],
+                                                 hx.candidates_tried, hx.margins, hx.status))
+            res.seconds = {"forward": batch.seconds_per_text, "discovery": t_discovery, "testing": seconds[k]}
             res.counts = {"ci_tests": int(sum(int(g.tests_per_level.sum()) for g in graphs)),
                           "candidates": tester.candidates, "forward_passes": tester.forward_passes}
             results.append(res)
         return results
+
+    @staticmethod
+    def _advance(k, gen, answers, pending, done) -> None:
+        """Sends a text's answers to its search; files its next request, or its result."""
+        try:
+            pending[k] = next(gen) if answers is None else gen.send(answers)
+        except StopIteration as stop:
+            pending.pop(k, None)
+            done[k] = stop.value
 
     def _target(self, ids, target) -> int:
         n = len(ids)
@@ -294,9 +373,12 @@ class Explainer:
         return 0  # [CLS] (or the first token) carries the sequence-level output
 
     def _tester(self, ids, tgt):
-        kw = dict(batch_size=self.batch_size)
+        kw = dict(batch_size=self.batch_size, lazy=True)
         if self.task == "zero-shot":
-            return ZeroShotTester(self.model, self.tokenizer, ids, self.labels, self.template, protected=[tgt], **kw)
+            if self._label_embeddings is None:
+                self._label_embeddings = embed_labels(self.model, self.tokenizer, self.labels, self.template)
+            return ZeroShotTester(self.model, self.tokenizer, ids, self.labels, self.template, protected=[tgt],
+                                  label_embeddings=self._label_embeddings, **kw)
         if self.task == "sequence-classification":
             return SequenceClassificationTester(self.model, ids, protected=[tgt], **kw)
         if self.task == "masked-token":
