@@ -457,3 +457,15 @@ def run_with_timeout(fn_name, args=(), timeout_s: float = 120.0, threads: int | 
             proc.kill()
         proc.join(10)
         recv.close()
+
+
+def same_records(a, b, tol: float = 1e-5) -> bool:
+    """Equal nested records, floats (float32 model scores such as margins) within ``tol``: other
+    thread counts or passes change their last digits."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_records(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_records(x, y, tol) for x, y in zip(a, b))
+    return a == b

@@ -24,6 +24,10 @@ import torch
 # The most output scores one pass may materialise (rows x positions x width), so that testers
 # whose head is a vocabulary (masked-token, next-token) split large passes: 2^27 floats = 512 MiB.
 _MAX_OUTPUT_FLOATS = 1 << 27
+# A pass of at least _SPLIT_ROWS sequences ends where the next one is shorter than _SPLIT_LENGTH
+# times its longest: padding short sequences to a long one would cost more than another pass.
+_SPLIT_ROWS = 16
+_SPLIT_LENGTH = 0.8
 
 
 def _position(t, n: int) -> int:
@@ -164,8 +168,9 @@ def score_many(requests, batch_size: int = 256) -> list[list[float]]:
 
     Sets each tester answered before come from its cache. The unmodified inputs of testers that
     have no prediction yet are run first (one pass for all of them). Sequences are grouped by
-    length, longest first, and padded to the longest of their pass. Returns one list of margins
-    per request.
+    length, longest first, and padded to the longest of their pass; a pass of 16 or more ends
+    where the next sequence is shorter than 0.8 times its longest, so that short texts are not
+    padded to long ones. Returns one list of margins per request.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -200,8 +205,12 @@ def _run(model, rows, batch_size: int) -> None:
         length = rows[start][0].input_ids.numel()
         width = max(t.output_width for t, _ in rows[start:start + batch_size])
         cap = max(1, min(batch_size, _MAX_OUTPUT_FLOATS // max(1, length * width)))
-        chunk = rows[start:start + cap]
-        start += len(chunk)
+        end = start + 1
+        while end < min(len(rows), start + cap) and not (
+                end - start >= _SPLIT_ROWS and rows[end][0].input_ids.numel() < _SPLIT_LENGTH * length):
+            end += 1
+        chunk = rows[start:end]
+        start = end
         built = [t._row(frozenset() if k is None else k, length) for t, k in chunk]
         ids = torch.stack([b[0] for b in built])
         mask = torch.stack([b[1] for b in built])
