@@ -6,7 +6,9 @@
 // number as -P_01 / sqrt(P_00 P_11) for P the inverse of R over {i, j} + S, without an inverse.
 // The "pivots" are D (the squared Cholesky pivots, Schur complements of R_SS) and the residual
 // variances d_i = R_ii - x' D^-1 x', d_j = R_jj - y' D^-1 y'. When one falls under `tol` the block
-// is singular for our purposes: the test says "dependent" and the caller counts it.
+// is singular for our purposes: the test says "dependent" and the caller counts it. So is a block
+// that is not positive semi-definite, where num^2 > d_i d_j beyond rounding (|rho| > 1): a matrix
+// that is no correlation matrix gives such blocks, and their "rho" means nothing.
 //
 // The decision needs neither a square root nor a division per test: with t the |rho| threshold
 // of the Fisher z test, independent iff num^2 < t^2 d_i d_j where num = R_ij - x' D^-1 y'. Within a
@@ -32,6 +34,8 @@ enum : int8_t { kDependent = 0, kIndependent = 1, kSingular = 2 };
 
 // Relative half-width of the band around the threshold inside which the exact p-value decides.
 constexpr double kThresholdBand = 1e-10;
+// Relative slack of num^2 <= d_i d_j (Cauchy-Schwarz) before a block counts as not PSD.
+constexpr double kPsdSlack = 1e-9;
 
 CLEANN_HD double fisher_z_pvalue(double r, double num_samples, int cond_size) {
   const double a = std::fabs(r);
@@ -138,7 +142,7 @@ struct PcorrState {
     di = Ri[i] - (l ? xx[l - 1] : 0.0);
     dj = Rj[j] - (l ? yy[l - 1] : 0.0);
     num = Ri[j] - (l ? xy[l - 1] : 0.0);
-    return di >= tol && dj >= tol;
+    return di >= tol && dj >= tol && !(num * num > di * dj * (1.0 + kPsdSlack));
   }
 };
 

@@ -5,7 +5,8 @@ of R over [i, j] + S is reduced by symmetric Gaussian elimination of the members
 The pivot of member t is its Schur complement given the members before it (pcorr.h's D[t]); after
 all L steps the top-left 2 x 2 block is the partial covariance of (i, j) given S, whose entries are
 pcorr.h's d_i, d_j and the numerator. A pivot or residual variance under ``tol`` (or NaN) marks the
-query singular, which the caller counts as "dependent".
+query singular, which the caller counts as "dependent"; so does a block that is not positive
+semi-definite (num^2 > d_i d_j beyond a relative 1e-9, pcorr.h's kPsdSlack).
 """
 
 import torch
@@ -53,6 +54,7 @@ def _schur_terms(R_ptr, base, idx, valid, n, tol, L: tl.constexpr, MP: tl.conste
     di = tl.sum(tl.sum(tl.where((rows3 == 0) & (cols3 == 0), X, 0.0), axis=2), axis=1)
     dj = tl.sum(tl.sum(tl.where((rows3 == 1) & (cols3 == 1), X, 0.0), axis=2), axis=1)
     singular = singular | ~(di >= tol) | ~(dj >= tol)
+    singular = singular | (num * num > di * dj * (1.0 + 1e-9))  # not PSD: |rho| > 1 (pcorr.h kPsdSlack)
     return num, di, dj, singular
 
 

@@ -116,10 +116,12 @@ void skeleton_impl(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& 
         const int32_t* nj = nb.data() + nb_offset[e.graph * n + e.j];
         nbi.clear();
         nbj.clear();
-        for (int64_t k = 0; k < degree(e.graph, e.i); ++k)
-          if (ni[k] != e.j) nbi.push_back(ni[k]);
-        for (int64_t k = 0; k < degree(e.graph, e.j); ++k)
-          if (nj[k] != e.i) nbj.push_back(nj[k]);
+        if (level > 0) {  // level 0 tests the empty set only: copying neighbour lists there made it O(n^3)
+          for (int64_t k = 0; k < degree(e.graph, e.i); ++k)
+            if (ni[k] != e.j) nbi.push_back(ni[k]);
+          for (int64_t k = 0; k < degree(e.graph, e.j); ++k)
+            if (nj[k] != e.i) nbj.push_back(nj[k]);
+        }
         EdgeOutcome& res = outcomes[t];
         auto& w = *worker;
         w.begin(e.graph, e.i, e.j, level);

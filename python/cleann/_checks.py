@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -36,6 +37,9 @@ def corr_stack(R, name: str = "R", atol: float = 1e-8) -> tuple[np.ndarray, bool
     a = check_float(to_numpy(R, name), name)
     if a.ndim not in (2, 3) or a.shape[-1] != a.shape[-2]:
         raise ValueError(f"{name} must have shape [n, n] or [B, n, n], got {list(a.shape)}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty (shape {list(a.shape)}): it needs at least one variable"
+                         + (" and one matrix" if a.ndim == 3 else ""))
     batched = a.ndim == 3
     a = np.ascontiguousarray(a.reshape((-1,) + a.shape[-2:]), dtype=np.float64)
     bad = ~np.isfinite(a)
@@ -98,12 +102,42 @@ def check_dof(num_samples: float, cond_size: int) -> None:
         )
 
 
+MAX_THREADS = 4096
+_INT_MAX = 2**31 - 1  # the compiled core's int arguments
+
+
 def threads_value(num_threads) -> int:
     if num_threads is None:
         return 0
-    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or num_threads < 1:
-        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral) or not \
+            1 <= num_threads <= MAX_THREADS:
+        raise ValueError(f"num_threads must be an integer from 1 to {MAX_THREADS} or None, got {num_threads!r}")
     return int(num_threads)
+
+
+def pivot_tol_value(pivot_tol) -> float:
+    """The singular-block tolerance: a finite number >= 0 (every function that takes it)."""
+    if isinstance(pivot_tol, bool) or not isinstance(pivot_tol, numbers.Real) or not math.isfinite(pivot_tol) \
+            or pivot_tol < 0:
+        raise ValueError(f"pivot_tol must be a finite number >= 0, got {pivot_tol!r}")
+    return float(pivot_tol)
+
+
+def level_value(max_level, name: str = "max_level") -> int:
+    """A cap on conditioning-set sizes for the compiled core: None (-1) or an integer >= 0; caps
+    beyond what any graph can reach are the same as none."""
+    if max_level is None:
+        return -1
+    if isinstance(max_level, bool) or not isinstance(max_level, numbers.Integral) or max_level < 0:
+        raise ValueError(f"{name} must be a non-negative integer or None, got {max_level!r}")
+    return int(min(max_level, _INT_MAX))
+
+
+def budget_value(value, name: str) -> int:
+    """A positive work cap (int64 in the compiled core); larger ones saturate."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(min(value, 2**62))
 
 
 def corr_stack_tensor(R, name: str, device, atol: float = 1e-8):
@@ -121,6 +155,9 @@ def corr_stack_tensor(R, name: str, device, atol: float = 1e-8):
         t = torch.from_numpy(check_float(to_numpy(R, name), name))
     if t.ndim not in (2, 3) or t.shape[-1] != t.shape[-2]:
         raise ValueError(f"{name} must have shape [n, n] or [B, n, n], got {list(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {list(t.shape)}): it needs at least one variable"
+                         + (" and one matrix" if t.ndim == 3 else ""))
     batched = t.ndim == 3
     t = t.reshape((-1,) + tuple(t.shape[-2:])).to(device=device, dtype=torch.float64).contiguous()
 

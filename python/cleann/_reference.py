@@ -11,6 +11,9 @@ import math
 
 import numpy as np
 
+#: relative slack of C_ij^2 <= C_ii C_jj before a block counts as not PSD (pcorr.h kPsdSlack)
+PSD_SLACK = 1e-9
+
 
 def attention_to_correlation(attn: np.ndarray) -> np.ndarray:
     """corr(A A^T) over the last two axes, in float64."""
@@ -45,7 +48,9 @@ def is_singular(R: np.ndarray, i: int, j: int, S, pivot_tol: float) -> bool:
     """True when a Schur complement of the conditioning block falls under ``pivot_tol``.
 
     Checked: each pivot of R_SS in the order of S (R_kk minus its regression on the members
-    before it), and the residual variances of i and of j given S.
+    before it), the residual variances of i and of j given S, and that the partial covariance of
+    (i, j) is positive semi-definite (|rho| <= 1 within ``PSD_SLACK``): a block of a matrix that
+    is not a correlation matrix can fail only that.
     """
     S = list(S)
     for k in range(len(S)):
@@ -61,7 +66,10 @@ def is_singular(R: np.ndarray, i: int, j: int, S, pivot_tol: float) -> bool:
             d -= R[v, S] @ np.linalg.solve(R[np.ix_(S, S)], R[S, v])
         if not d >= pivot_tol:
             return True
-    return False
+    C = R[np.ix_([i, j], [i, j])].copy()
+    if S:
+        C -= R[np.ix_([i, j], S)] @ np.linalg.solve(R[np.ix_(S, S)], R[np.ix_(S, [i, j])])
+    return bool(C[0, 1] ** 2 > C[0, 0] * C[1, 1] * (1.0 + PSD_SLACK))  # not PSD: |rho| > 1
 
 
 def partial_correlation_one(R: np.ndarray, i: int, j: int, S, pivot_tol: float = 1e-10) -> float:

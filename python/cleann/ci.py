@@ -13,6 +13,7 @@ from ._checks import (
     corr_stack,
     index_array,
     num_samples_value,
+    pivot_tol_value,
     threads_value,
     to_numpy,
 )
@@ -121,6 +122,7 @@ def partial_correlation(R, i, j, S=None, graph=None, backend: str = "auto", *, p
         A NumPy array, or a torch tensor on R's device when a GPU backend ran.
     """
     nt = threads_value(num_threads)
+    pivot_tol = pivot_tol_value(pivot_tol)
     which = _backend.resolve(backend, "partial_correlation", R, gpu=True)
     if which in _backend.GPU_BACKENDS:
         rho, _, _, scalar = _gpu_queries(which, R, i, j, S, graph, None, 0.5, pivot_tol)
@@ -186,6 +188,7 @@ def ci_test(R, i, j, S=None, num_samples=None, alpha: float = 0.01, graph=None, 
     N = num_samples_value(num_samples)
     a = alpha_value(alpha)
     nt = threads_value(num_threads)
+    pivot_tol = pivot_tol_value(pivot_tol)
     which = _backend.resolve(backend, "ci_test", R, gpu=True)
     if which in _backend.GPU_BACKENDS:
         rho, p, outcome, _ = _gpu_queries(which, R, i, j, S, graph, N, a, pivot_tol)

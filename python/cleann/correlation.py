@@ -12,7 +12,8 @@ def attention_to_correlation(attn, backend: str = "auto"):
 
     Reading z_i = sum_j A_ij v_j with independent, equal-variance exogenous v_j gives
     cov(Z) = A A^T; this returns its correlation ``C_ij / sqrt(C_ii C_jj)`` with an exact unit
-    diagonal.
+    diagonal. Each row is divided by its largest entry first (the correlation does not depend on
+    a row's scale), so rows of any magnitude, subnormal ones included, give the same matrix.
 
     Args:
         attn: attention [..., n, n], NumPy array or torch tensor (any float dtype; computed in
@@ -61,6 +62,9 @@ def correlation_of_rows(a: np.ndarray) -> np.ndarray:
     if zero.any():
         idx = first_index(zero)
         raise ValueError(f"attention row {idx} is all zero: that token attends to nothing, its correlation is undefined")
+    # corr(A A^T) does not depend on the scale of a row: dividing each row by its largest entry
+    # first keeps A A^T clear of overflow (rows scaled by 1e160) and underflow (1e-170, subnormals).
+    a = a / np.max(np.abs(a), axis=-1, keepdims=True)
     c = a @ np.swapaxes(a, -1, -2)
     d = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
     r = c / d[..., :, None] / d[..., None, :]
@@ -80,6 +84,7 @@ def correlation_of_rows_tensor(a, fused: bool):
     if bool(zero.any()):
         idx = tuple(int(v) for v in zero.nonzero()[0])
         raise ValueError(f"attention row {idx} is all zero: that token attends to nothing, its correlation is undefined")
+    a = a / a.abs().amax(dim=-1, keepdim=True)  # row scale cannot overflow or underflow A A^T
     if fused:
         from .kernels import attention_correlation
 

@@ -10,6 +10,7 @@ causal-learn's GeneralGraph matrix ``G`` uses ``G[i, j]`` = mark at ``i`` (0 non
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,9 +75,19 @@ class Graph:
     def __post_init__(self):
         self.marks = check_marks(self.marks)
         k = self.marks.shape[0]
-        self.nodes = np.arange(k, dtype=np.int64) if self.nodes is None else np.asarray(self.nodes, dtype=np.int64)
+        if self.nodes is None:
+            self.nodes = np.arange(k, dtype=np.int64)
+        else:
+            nodes = np.asarray(self.nodes)
+            if nodes.size and (nodes.dtype == bool or not np.issubdtype(nodes.dtype, np.integer)):
+                raise ValueError(f"nodes must be integer token indices, got dtype {nodes.dtype}")
+            self.nodes = nodes.astype(np.int64)
         if self.nodes.shape != (k,):
             raise ValueError(f"nodes must have shape [{k}], got {list(self.nodes.shape)}")
+        uniq, counts = np.unique(self.nodes, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"nodes must be distinct, token {int(uniq[counts > 1][0])} appears "
+                             f"{int(counts[counts > 1][0])} times")
         if self.labels is not None and len(self.labels) != k:
             raise ValueError(f"labels must have {k} entries, got {len(self.labels)}")
 
@@ -191,7 +202,49 @@ def from_causallearn(G, kind: str = "PAG", nodes=None, labels=None) -> Graph:
     return Graph(at.T.copy(), nodes=nodes, kind=kind, labels=labels)
 
 
+class SepsetMap(Mapping):
+    """Separating sets {(i, j): tuple of node positions} of one graph, read from the learner's
+    arrays on demand: a 5,000-node graph removes about 12 million pairs, and a dict of tuples for
+    them would take gigabytes that most callers never read."""
+
+    def __init__(self, i: np.ndarray, j: np.ndarray, offset: np.ndarray, members: np.ndarray):
+        self._i, self._j, self._offset, self._members = i, j, offset, members
+        self._index: dict | None = None
+
+    def _lookup(self) -> dict:
+        if self._index is None:
+            self._index = {(a, b): e for e, (a, b) in enumerate(zip(self._i.tolist(), self._j.tolist()))}
+        return self._index
+
+    def __getitem__(self, key) -> tuple:
+        e = self._lookup()[tuple(key)]
+        return tuple(self._members[self._offset[e]:self._offset[e + 1]].tolist())
+
+    def __contains__(self, key) -> bool:
+        try:
+            return tuple(key) in self._lookup()
+        except TypeError:
+            return False
+
+    def __iter__(self):
+        return zip(self._i.tolist(), self._j.tolist())
+
+    def __len__(self) -> int:
+        return len(self._i)
+
+    def __repr__(self) -> str:
+        return f"SepsetMap({len(self)} pairs)"
+
+    def arrays(self):
+        """(i, j, offset, members): the sets as the compiled core takes them."""
+        return self._i, self._j, self._offset, self._members
+
+
 def _sepset_arrays(sepsets: dict, k: int):
+    if isinstance(sepsets, SepsetMap):
+        i, j, offset, members = sepsets.arrays()
+        return (np.ascontiguousarray(i, dtype=np.int64), np.ascontiguousarray(j, dtype=np.int64),
+                np.ascontiguousarray(offset, dtype=np.int64), np.ascontiguousarray(members, dtype=np.int32))
     keys = sorted(sepsets)
     i = np.array([min(a, b) for a, b in keys], dtype=np.int64)
     j = np.array([max(a, b) for a, b in keys], dtype=np.int64)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend, _core, _reference
-from ._checks import alpha_value, corr_stack, num_samples_value, threads_value, to_numpy
+from ._checks import (alpha_value, corr_stack, level_value, num_samples_value, pivot_tol_value, threads_value,
+                      to_numpy)
 from .ci import PIVOT_TOL
 
 SEPSET_MODES = ("first", "all")
@@ -182,9 +183,8 @@ def skeleton(R, num_samples, alpha: float = 0.01, max_level: int | None = None, 
     a = alpha_value(alpha)
     if sepsets not in SEPSET_MODES:
         raise ValueError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
-    if max_level is not None and (isinstance(max_level, bool) or not isinstance(max_level, (int, np.integer))
-                                  or max_level < 0):
-        raise ValueError(f"max_level must be a non-negative integer or None, got {max_level!r}")
+    level = level_value(max_level)
+    pivot_tol = pivot_tol_value(pivot_tol)
     nt = threads_value(num_threads)
     params = {"num_samples": N, "alpha": a, "max_level": max_level, "sepsets": sepsets, "pivot_tol": pivot_tol}
     if sepsets == "all" and backend in _backend.GPU_BACKENDS:
@@ -200,7 +200,7 @@ def skeleton(R, num_samples, alpha: float = 0.01, max_level: int | None = None, 
         if which == "numpy":
             raw = _reference_stack(corr, adj, N, a, max_level, sepsets, pivot_tol)
         else:
-            raw = _core.core().skeleton(corr, adj, N, a, -1 if max_level is None else int(max_level),
+            raw = _core.core().skeleton(corr, adj, N, a, level,
                                         sepsets == "all", float(pivot_tol), nt)
     tests = raw["tests"].T.copy()        # [B, levels]
     singular = raw["singular"].T.copy()
@@ -219,6 +219,8 @@ def _start_graph(adjacency, shape, batched: bool) -> np.ndarray:
         adj[:, np.arange(n), np.arange(n)] = 0
         return adj
     a0 = to_numpy(adjacency, "adjacency")
+    if a0.dtype.kind not in "biuf":
+        raise ValueError(f"adjacency must hold booleans or numbers (nonzero: an edge), got dtype {a0.dtype}")
     if a0.shape != (tuple(shape) if batched else tuple(shape[1:])):
         raise ValueError(f"adjacency must have the shape of R {list(shape if batched else shape[1:])}, "
                          f"got {list(a0.shape)}")
