@@ -85,13 +85,13 @@ def main():
             acc: dict[str, list] = {}
             for _ in range(args.graphs):
                 data, dag = H.linear_gaussian_sem(rng, n, max(1, n // 10), N)
-                truth = cleann.fci(DSeparation(dag, observed=list(range(n)))).marks
+                truth = cleann.fci(DSeparation(dag, observed=list(range(n))), max_pds_size=None).marks
                 skel = truth != 0
                 R = np.corrcoef(data.T)
                 runs = {
                     "ours ICD": cleann.icd(R, N, args.alpha).marks,
                     "ours FCI": cleann.fci(R, N, args.alpha, max_pds_size=3).marks,
-                    "ours PC": cleann.pc(R, N, args.alpha).marks,
+                    "ours PC": cleann.pc(R, N, args.alpha, max_level=None).marks,
                 }
                 for name, fn in (("causal-learn FCI", causallearn_fci), ("causal-learn PC", causallearn_pc)):
                     out, _ = H.run_with_timeout(fn, (data, args.alpha), args.peer_timeout)

@@ -289,12 +289,15 @@ py::dict learn(const std::string& method, const py::object& corr_obj, const py::
   d["singular"] = per_level(res.singular, res.num_levels, p.num_graphs);
   py::array_t<int64_t> fired({static_cast<py::ssize_t>(p.num_graphs), static_cast<py::ssize_t>(11)});
   py::array_t<int64_t> exhausted(static_cast<py::ssize_t>(p.num_graphs));
+  py::array_t<int64_t> capped(static_cast<py::ssize_t>(p.num_graphs));
   for (int64_t b = 0; b < p.num_graphs; ++b) {
     std::copy(res.stats[b].fired, res.stats[b].fired + 11, fired.mutable_data() + b * 11);
     exhausted.mutable_data()[b] = res.stats[b].budget_exhausted;
+    capped.mutable_data()[b] = res.stats[b].pds_capped;
   }
   d["rules_fired"] = fired;
   d["budget_exhausted"] = exhausted;
+  d["pds_capped"] = capped;
   d["sep_graph"] = to_numpy(res.sep_graph);
   d["sep_i"] = to_numpy(res.sep_i);
   d["sep_j"] = to_numpy(res.sep_j);

@@ -169,6 +169,7 @@ void fci(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
               sep.set(x, y, found.data(), static_cast<int>(found.size()));
               break;
             }
+            if (p.max_pds_size >= 0 && static_cast<int>(cand.size()) > p.max_pds_size) ++out.stats[b].pds_capped;
           }
         }
       reset_circles(g);

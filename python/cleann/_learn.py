@@ -7,12 +7,15 @@ import numbers
 import numpy as np
 
 from . import _backend, _core
-from ._checks import alpha_value, corr_stack, is_torch, num_samples_value, threads_value, to_numpy
+from ._checks import (alpha_value, budget_value, corr_stack, is_torch, level_value, num_samples_value, pivot_tol_value,
+                      threads_value, to_numpy)
 from .ci import PIVOT_TOL
-from .graph import Graph
+from .graph import Graph, SepsetMap
 from .oracle import DSeparation
 
 ICD_MODES = ("stable", "sequential")
+#: fci's default cap on possible-d-sep subsets (see fci)
+FCI_MAX_PDS_SIZE = 3
 _RULES = [f"R{k}" for k in range(11)]
 
 
@@ -42,13 +45,12 @@ def _node_lists(nodes, batched: bool, B: int, n: int) -> list[np.ndarray]:
 
 def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, possible_dsep, max_pds_size, mode,
            backend, pivot_tol, num_threads, path_budget):
-    if max_level is not None and (isinstance(max_level, bool) or not isinstance(max_level, numbers.Integral)
-                                  or max_level < 0):
-        raise ValueError(f"max_level must be a non-negative integer or None, got {max_level!r}")
+    level = level_value(max_level)
     if sepsets not in ("first", "all"):
         raise ValueError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
-    if max_pds_size is not None and (not isinstance(max_pds_size, numbers.Integral) or max_pds_size < 0):
-        raise ValueError(f"max_pds_size must be a non-negative integer or None, got {max_pds_size!r}")
+    pds_cap = level_value(max_pds_size, "max_pds_size")
+    pivot_tol = pivot_tol_value(pivot_tol)
+    path_budget = budget_value(path_budget, "path_budget")
     nt = threads_value(num_threads)
     # The GPU runs the skeleton stage ("first" sepsets): FCI's, and ICD's iterations r = 0, 1 (stable).
     gpu = sepsets == "first" and not isinstance(R, DSeparation) and (method == "fci" or mode == "stable")
@@ -70,9 +72,8 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
                              "pass observed= to DSeparation instead")
         adj = np.ones((1, k, k), np.uint8)
         adj[0, np.arange(k), np.arange(k)] = 0
-        raw = C.learn(method, None, R._dag, adj, 1.0, 0.5, 0.0, -1 if max_level is None else int(max_level),
-                      sepsets == "all", bool(possible_dsep), -1 if max_pds_size is None else int(max_pds_size),
-                      mode == "stable", int(path_budget), nt)
+        raw = C.learn(method, None, R._dag, adj, 1.0, 0.5, 0.0, level, sepsets == "all", bool(possible_dsep),
+                      pds_cap, mode == "stable", path_budget, nt)
         params["ci_test"] = "d-separation"
         return _graphs(raw, node_lists, params, which)[0]
     params["num_samples"] = N = num_samples_value(num_samples) if num_samples is not None else None
@@ -102,10 +103,8 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
         m = len(x)
         adj[b, :m, :m] = 1
         adj[b, np.arange(m), np.arange(m)] = 0
-    raw = C.learn(method, np.ascontiguousarray(sub), None, adj, N, a, float(pivot_tol),
-                  -1 if max_level is None else int(max_level), sepsets == "all", bool(possible_dsep),
-                  -1 if max_pds_size is None else int(max_pds_size), mode == "stable", int(path_budget), nt,
-                  given)
+    raw = C.learn(method, np.ascontiguousarray(sub), None, adj, N, a, pivot_tol, level, sepsets == "all",
+                  bool(possible_dsep), pds_cap, mode == "stable", path_budget, nt, given)
     graphs = _graphs(raw, node_lists, params, which)
     return graphs if batched else graphs[0]
 
@@ -114,11 +113,7 @@ def _graphs(raw, node_lists, params, backend) -> list[Graph]:
     out = []
     tests = raw["tests"].T
     singular = raw["singular"].T
-    seps = {}
-    g_arr, i_arr, j_arr = raw["sep_graph"].tolist(), raw["sep_i"].tolist(), raw["sep_j"].tolist()
-    members, offset = raw["sep_members"].tolist(), raw["sep_offset"].tolist()
-    for e, (b, i, j) in enumerate(zip(g_arr, i_arr, j_arr)):
-        seps.setdefault(b, {})[(i, j)] = tuple(members[offset[e]:offset[e + 1]])
+    seps = _sepset_maps(raw, len(node_lists))
     for b, x in enumerate(node_lists):
         m = len(x)
         levels = tests[b]
@@ -130,13 +125,38 @@ def _graphs(raw, node_lists, params, backend) -> list[Graph]:
             "rules_fired": dict(zip(_RULES, raw["rules_fired"][b].tolist())),
             "path_budget_exhausted": int(raw["budget_exhausted"][b]),
         }
-        g.sepsets = seps.get(b, {})  # pairs among padding nodes never occur: they have no edges
+        if params.get("method") == "fci" and params.get("possible_dsep"):
+            g.info["pds_capped"] = int(raw["pds_capped"][b])
+        g.sepsets = seps[b]  # pairs among padding nodes never occur: they have no edges
         out.append(g)
     return out
 
 
+def _sepset_maps(raw, B: int) -> list[SepsetMap]:
+    """One SepsetMap per graph, sorted by (i, j), from the core's flat separating-set arrays."""
+    g = np.asarray(raw["sep_graph"], dtype=np.int64)
+    i = np.asarray(raw["sep_i"], dtype=np.int64)
+    j = np.asarray(raw["sep_j"], dtype=np.int64)
+    offset = np.asarray(raw["sep_offset"], dtype=np.int64)
+    members = np.asarray(raw["sep_members"], dtype=np.int32)
+    order = np.lexsort((j, i, g))
+    lens = (offset[1:] - offset[:-1])[order]
+    starts = offset[:-1][order]
+    new_offset = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(lens, out=new_offset[1:])
+    gather = np.repeat(starts - new_offset[:-1], lens) + np.arange(int(new_offset[-1]), dtype=np.int64)
+    members, g, i, j = members[gather], g[order], i[order], j[order]
+    bounds = np.searchsorted(g, np.arange(B + 1))
+    out = []
+    for b in range(B):
+        lo, hi = bounds[b], bounds[b + 1]
+        out.append(SepsetMap(i[lo:hi], j[lo:hi], new_offset[lo:hi + 1] - new_offset[lo],
+                             members[new_offset[lo]:new_offset[hi]]))
+    return out
+
+
 def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int | None = None,
-        sepsets: str = "first", possible_dsep: bool = True, max_pds_size: int | None = None,
+        sepsets: str = "first", possible_dsep: bool = True, max_pds_size: int | None = FCI_MAX_PDS_SIZE,
         backend: str = "auto", pivot_tol: float = PIVOT_TOL, num_threads: int | None = None,
         path_budget: int = 1 << 20):
     """FCI: PC-stable skeleton, R0, the possible-d-sep stage, R0 again, then Zhang's R1-R10.
@@ -151,7 +171,11 @@ def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int 
         max_level: largest conditioning set in the skeleton stage.
         sepsets: "first" or "all" (skeleton stage; see :func:`cleann.skeleton`).
         possible_dsep: run the possible-d-sep stage.
-        max_pds_size: largest possible-d-sep subset tested (None: all).
+        max_pds_size: largest possible-d-sep subset tested. The default, 3, makes the stage
+            finish on any graph (its subsets grow exponentially with the possible-d-sep set:
+            without a cap, 128 tokens of attention take minutes, 1,000 nodes hours); the
+            searches it cut short are counted in ``graph.info["pds_capped"]``. None: every
+            subset (FCI as Spirtes et al. and causal-learn define it).
         path_budget: cap on the partial paths one orientation path search may extend; a search
             that reaches it leaves the mark a circle and is counted in ``graph.info``.
 
@@ -240,6 +264,9 @@ def _abcd_stack(attn, nodes, lengths, on_device: bool):
     if single:
         a = a[None]
     B, H, n = a.shape[0], a.shape[1], a.shape[-1]
+    if B == 0 or H == 0 or n == 0:
+        raise ValueError(f"attn is empty (shape {list(a.shape)[1:] if single else list(a.shape)}): it needs at least "
+                         "one input, one head and one token")
     if lengths is None:
         lens = [n] * B
     else:

@@ -7,16 +7,20 @@ import numbers
 import numpy as np
 
 from . import _backend, _core
-from ._checks import alpha_value, corr_stack, num_samples_value, threads_value
+from ._checks import alpha_value, corr_stack, level_value, num_samples_value, pivot_tol_value, threads_value
 from .ci import PIVOT_TOL
 from .graph import Graph
 from .skeleton import SEPSET_MODES
 
 UC_PRIORITIES = (0, 1, 2, 3, 4)
+#: pc's default cap on conditioning-set sizes: a node with d neighbours costs up to 2^d tests per
+#: edge without one (a 28-neighbour hub never finishes); graph.info["level_capped"] counts the
+#: edges the cap left untested at the next level. max_level=None lifts it.
+PC_MAX_LEVEL = 8
 
 
 def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority: int = 2,
-       max_level: int | None = None, backend: str = "auto", num_threads: int | None = None, *,
+       max_level: int | None = PC_MAX_LEVEL, backend: str = "auto", num_threads: int | None = None, *,
        pivot_tol: float = PIVOT_TOL):
     """PC with Fisher-z CI tests: PC-stable skeleton, unshielded colliders, Meek's rules R1-R3.
 
@@ -43,7 +47,10 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
         sepsets: "first" keeps each removed edge's first separating set; "all" tests every set of
             the removal level and a triple is a collider only if y is in none of them (causal-learn).
         uc_priority: 0-4, above.
-        max_level: largest conditioning-set size of the skeleton search (None: no limit).
+        max_level: largest conditioning-set size of the skeleton search (default 8, so that a
+            hub's 2^degree subsets cannot hang the search; ``graph.info["level_capped"]`` counts
+            the edges that still had more than ``max_level`` other neighbours, which the search
+            would have tested further; None: no limit, causal-learn's depth -1).
         backend: "auto" | "cpu" | "cuda" | "triton": where the skeleton search runs ("auto": on the
             GPU when R is a CUDA tensor, with sepsets="first"); the orientation runs on the CPU.
         num_threads: threads for the skeleton's levels and for the graphs of a stack (None: all).
@@ -67,9 +74,8 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
     if (isinstance(uc_priority, bool) or not isinstance(uc_priority, numbers.Integral)
             or int(uc_priority) not in UC_PRIORITIES):
         raise ValueError(f"uc_priority must be 0, 1, 2, 3 or 4, got {uc_priority!r}")
-    if max_level is not None and (isinstance(max_level, bool) or not isinstance(max_level, numbers.Integral)
-                                  or max_level < 0):
-        raise ValueError(f"max_level must be a non-negative integer or None, got {max_level!r}")
+    level = level_value(max_level)
+    pivot_tol = pivot_tol_value(pivot_tol)
     nt = threads_value(num_threads)
     if backend == "numpy":
         raise _backend.BackendUnavailableError("pc has no NumPy implementation; use backend='cpu' or 'auto'")
@@ -90,13 +96,15 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
     B, n = corr.shape[0], corr.shape[1]
     adj = np.ones((B, n, n), dtype=np.uint8)
     adj[:, np.arange(n), np.arange(n)] = 0
-    raw = _core.core().pc(corr, adj, N, a, -1 if max_level is None else int(max_level), sepsets == "all",
+    raw = _core.core().pc(corr, adj, N, a, level, sepsets == "all",
                           int(uc_priority), float(pivot_tol), nt, given)
     params = {"num_samples": N, "alpha": a, "sepsets": sepsets, "uc_priority": int(uc_priority),
               "max_level": max_level, "pivot_tol": pivot_tol}
     tests = _tests_per_size(raw["tests"], raw["uc_tests"])
     graphs = [Graph(raw["marks"][b], kind="CPDAG", params=dict(params), tests_per_level=tests[b], backend=which)
               for b in range(B)]
+    for g in graphs:
+        g.info["level_capped"] = level_capped(g.adjacency, max_level)
     return graphs if batched else graphs[0]
 
 
@@ -115,3 +123,13 @@ def _tests_per_size(skeleton_tests: np.ndarray, uc_tests: np.ndarray) -> list[np
         used = np.flatnonzero(col)
         out.append(col[:used[-1] + 1].copy() if used.size else col[:0].copy())
     return out
+
+
+def level_capped(adjacency: np.ndarray, max_level: int | None) -> int:
+    """Edges of a final skeleton that a search capped at ``max_level`` left untested at the next
+    level: one end has more than ``max_level`` other neighbours."""
+    if max_level is None:
+        return 0
+    deg = adjacency.sum(axis=1) - 1
+    i, j = np.nonzero(np.triu(adjacency, 1))
+    return int(np.count_nonzero(np.maximum(deg[i], deg[j]) > max_level))
