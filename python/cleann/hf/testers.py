@@ -24,8 +24,8 @@ import torch
 # The most output scores one pass may materialise (rows x positions x width), so that testers
 # whose head is a vocabulary (masked-token, next-token) split large passes: 2^27 floats = 512 MiB.
 _MAX_OUTPUT_FLOATS = 1 << 27
-# A pass of at least _SPLIT_ROWS sequences ends where the next one is shorter than _SPLIT_LENGTH
-# times its longest: padding short sequences to a long one would cost more than another pass.
+# A pass of at least _SPLIT_ROWS sequences ends where the next text's sequences are shorter than
+# _SPLIT_LENGTH times its longest: padding short sequences to a long one costs more than a pass.
 _SPLIT_ROWS = 16
 _SPLIT_LENGTH = 0.8
 
@@ -55,6 +55,12 @@ class _Tester(ABC):
             ids = ids[0]
         if ids.dim() != 1 or ids.numel() == 0:
             raise ValueError(f"input_ids must be one non-empty sequence, got shape {list(ids.shape)}")
+        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
+            raise ValueError(f"input_ids must hold integer token ids, got dtype {ids.dtype}")
+        vocab = getattr(model.config, "vocab_size", None)
+        if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+            bad = int(ids[(ids < 0) | (ids >= vocab)][0])
+            raise ValueError(f"input_ids holds token id {bad}, outside the model's vocabulary [0, {vocab})")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model.eval()
@@ -169,8 +175,8 @@ def score_many(requests, batch_size: int = 256) -> list[list[float]]:
     Sets each tester answered before come from its cache. The unmodified inputs of testers that
     have no prediction yet are run first (one pass for all of them). Sequences are grouped by
     length, longest first, and padded to the longest of their pass; a pass of 16 or more ends
-    where the next sequence is shorter than 0.8 times its longest, so that short texts are not
-    padded to long ones. Returns one list of margins per request.
+    where the next text's sequences are shorter than 0.8 times its longest, so that short texts are
+    not padded to long ones. Returns one list of margins per request.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -207,7 +213,8 @@ def _run(model, rows, batch_size: int) -> None:
         cap = max(1, min(batch_size, _MAX_OUTPUT_FLOATS // max(1, length * width)))
         end = start + 1
         while end < min(len(rows), start + cap) and not (
-                end - start >= _SPLIT_ROWS and rows[end][0].input_ids.numel() < _SPLIT_LENGTH * length):
+                end - start >= _SPLIT_ROWS and rows[end][0] is not rows[end - 1][0]
+                and rows[end][0].input_ids.numel() < _SPLIT_LENGTH * length):
             end += 1
         chunk = rows[start:end]
         start = end
@@ -316,8 +323,7 @@ class ZeroShotTester(_Tester):
             raise ValueError(f"zero-shot classification needs at least two labels, got {labels}")
         if len(set(labels)) != len(labels):
             raise ValueError(f"labels must be distinct, got {labels}")
-        if "{label}" not in template:
-            raise ValueError(f"template must contain {{label}}, got {template!r}")
+        check_template(template)
         self.labels = labels
         self.template = template
         if label_embeddings is None:
@@ -335,6 +341,19 @@ class ZeroShotTester(_Tester):
         """Cosine similarity of the unmodified input to each label description."""
         self.prediction  # noqa: B018 (computes it)
         return list(self.base_scores)
+
+
+def check_template(template) -> None:
+    """A zero-shot label description: a string with ``{label}`` and no other field."""
+    if not isinstance(template, str):
+        raise ValueError(f"template must be a string with {{label}}, got {template!r}")
+    if "{label}" not in template:
+        raise ValueError(f"template must contain {{label}}, got {template!r}")
+    try:
+        template.format(label="x")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise ValueError(f"template may hold no field but {{label}} (write {{{{ and }}}} for braces), got "
+                         f"{template!r}: {type(exc).__name__}: {exc}") from None
 
 
 def embed_labels(model, tokenizer, labels: Sequence[str], template: str) -> torch.Tensor:
