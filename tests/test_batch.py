@@ -262,7 +262,7 @@ def test_a_full_disk_stops_cleanly_and_the_rerun_completes(tmp_path, explainer, 
 
     def filling_up(fd, data):
         calls.append(len(data))
-        if len(calls) == 4:  # config.json, part 1, part 2, then the disk is full half-way through part 3
+        if len(calls) == 5:  # the lock, config.json, part 1, part 2, then the disk is full half-way through part 3
             real_write(fd, bytes(data[:len(data) // 2]))
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,11 +42,20 @@ class Summary:
     seconds: float = 0.0
     parts: list[str] = field(default_factory=list)
     stage_seconds: dict = field(default_factory=lambda: {"forward": 0.0, "discovery": 0.0, "testing": 0.0})
+    duplicates: int = 0  # records of ids found in the folder more than once (see _done_ids)
+    duplicate_ids: list = field(default_factory=list)
 
     def line(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
         return (f"{self.done} explained, {self.errors} errors, {self.skipped} already done; "
                 f"{self.seconds:.1f} s ({rate:.2f} texts/s)")
+
+    def warnings(self) -> list[str]:
+        if not self.duplicates:
+            return []
+        return [f"{self.duplicates} records in the output folder repeat an id recorded before them (e.g. "
+                f"{', '.join(map(repr, self.duplicate_ids))}), written when two jobs shared it; each such id counts "
+                "as done once: drop the repeats when reading"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +79,7 @@ _LEGACY = {"search": "exact", "budget": None}
 
 def config_of(spec: dict) -> dict:
     """What identifies a job's results (stored as config.json): the spec without the device."""
-    cfg = {k: v for k, v in spec.items() if k != "device"}
+    cfg = {k: v for k, v in spec.items() if k not in ("device", "allow_new_head")}
     cfg["model"] = os.path.abspath(spec["model"]) if spec["model"] else DEFAULT_MODEL
     return cfg
 
@@ -81,7 +92,7 @@ def build_explainer(spec: dict, num_threads: int | None = None):
         import torch
 
         torch.set_num_threads(num_threads)
-    model, tokenizer = load(spec["model"], spec["task"])
+    model, tokenizer = load(spec["model"], spec["task"], allow_new_head=bool(spec.get("allow_new_head")))
     model = model.to(spec.get("device") or "cpu")
     return Explainer(model, tokenizer, task=spec["task"], labels=spec["labels"], template=spec["template"],
                      heads=spec["heads"], method=spec["method"], alpha=spec["alpha"], max_size=spec["max_size"],
@@ -94,6 +105,8 @@ def build_explainer(spec: dict, num_threads: int | None = None):
 
 def read_rows(path: str, id_col: str = "id", text_col: str = "text"):
     """Yields (line number, row dict) from a JSONL or Parquet file; checks the columns exist."""
+    if os.path.isdir(path):
+        raise BatchError(f"cannot read {path!r}: it is a folder; give a JSONL or .parquet file")
     if not os.path.isfile(path):
         raise BatchError(f"cannot read {path!r}: no such file")
     if path.endswith(".parquet"):
@@ -209,9 +222,11 @@ def _batches(plan, batch_size: int):
 # Output
 
 
-def _done_ids(out_dir: str) -> tuple[set, int]:
-    """Ids in complete parts and their error files, and the next part number."""
-    done, last = set(), 0
+def _done_ids(out_dir: str, summary: "Summary | None" = None) -> tuple[set, int]:
+    """Ids in complete parts and their error files, and the next part number. An id recorded
+    twice (by two jobs that shared a folder before it was locked) is counted in
+    ``summary.duplicates``; it is done, and nothing more is written for it."""
+    done, last, twice = set(), 0, []
     for name in sorted(os.listdir(out_dir)):
         stem, ext = os.path.splitext(name)
         if not (stem.startswith("part-") or stem.startswith("errors-")) or ext not in (".jsonl", ".parquet"):
@@ -221,16 +236,24 @@ def _done_ids(out_dir: str) -> tuple[set, int]:
         except ValueError:
             continue
         path = os.path.join(out_dir, name)
+        if os.path.islink(path):
+            raise BatchError(f"{path} is a symbolic link: cleann writes only regular files in its output folder; "
+                             "remove the link to resume")
         try:
             if ext == ".parquet":
                 import pyarrow.parquet as pq
 
-                done.update(str(v) for v in pq.read_table(path, columns=["id"]).column("id").to_pylist())
+                ids = [str(v) for v in pq.read_table(path, columns=["id"]).column("id").to_pylist()]
             else:
                 with open(path, encoding="utf-8") as f:
-                    done.update(str(json.loads(line)["id"]) for line in f if line.strip())
+                    ids = [str(json.loads(line)["id"]) for line in f if line.strip()]
         except Exception as exc:
             raise BatchError(f"{path} is not a readable result file ({exc}); move it away to resume") from None
+        twice += [i for i in ids if i in done]
+        done.update(ids)
+    if summary is not None:
+        summary.duplicates = len(twice)
+        summary.duplicate_ids = twice[:5]
     return done, last + 1
 
 
@@ -248,10 +271,14 @@ def _encode(records: list[dict], fmt: str) -> bytes:
 
 
 def _write_atomic(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` all or nothing: a temporary file, synced, then renamed; on
-    failure (a full disk) the temporary file is removed and the error raised."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    """Writes ``data`` to ``path`` all or nothing: a new temporary file (a random name, created
+    exclusively, never through a symbolic link), synced, then renamed over ``path``; on failure (a
+    full disk) the temporary file is removed and the error raised."""
+    folder, base = os.path.split(path)
+    if os.path.islink(path):
+        raise BatchError(f"{path} is a symbolic link: cleann writes only regular files in its output folder")
+    tmp = os.path.join(folder, f".{base}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -278,8 +305,61 @@ def _write_atomic(path: str, data: bytes) -> None:
         os.close(dfd)
 
 
+LOCK_NAME = ".cleann.lock"
+
+
+class _FolderLock:
+    """An exclusive ``flock`` on ``DIR/.cleann.lock`` for the whole job, holding the owner's pid,
+    host and start time, so that a second job on the same folder stops before writing anything."""
+
+    def __init__(self, out_dir: str):
+        self.path = os.path.join(out_dir, LOCK_NAME)
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no locking
+            return self
+        if os.path.islink(self.path):
+            raise BatchError(f"{self.path} is a symbolic link: cleann writes only regular files in its output folder")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                owner = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
+            finally:
+                os.close(fd)
+            raise BatchError(f"{os.path.dirname(self.path)} is in use by another cleann batch job ({owner}); wait for it "
+                             "to finish (rerun the same command then to go on) or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, started "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock; the file stays (removing it would race a new job)
+            self.fd = None
+
+
+def _remove_stale_temporaries(out_dir: str) -> None:
+    """Temporary files of jobs that were killed mid-write (the lock says no job is writing now)."""
+    for name in os.listdir(out_dir):
+        if name.startswith(".") and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(out_dir, name))
+            except OSError:
+                pass
+
+
 def _check_config(out_dir: str, config: dict) -> None:
     path = os.path.join(out_dir, "config.json")
+    if os.path.islink(path):
+        raise BatchError(f"{path} is a symbolic link: cleann writes only regular files in its output folder; "
+                         "choose a new --out folder")
     if os.path.exists(path):
         try:
             with open(path, encoding="utf-8") as f:
@@ -394,17 +474,33 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt:
         raise BatchError(f"no model folder at {spec['model']!r}")
     if engine == "local" and explainer is None:
         explainer = _load(spec)
+    _check_heads(spec, explainer)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
         raise BatchError(f"cannot create {out_dir!r}: {exc}") from None
     config = dict(config_of(spec), id_column=id_col, text_column=text_col, format=fmt)
+    lock = _FolderLock(out_dir)
     try:
-        _check_config(out_dir, config)
+        lock.__enter__()
     except OSError as exc:
         raise BatchError(f"cannot write to {out_dir!r}: {exc}") from None
-    done, part = _done_ids(out_dir)
+    try:
+        return _run_locked(input_path, out_dir, config, spec, batch_size, fmt, id_col, text_col, progress, overlap,
+                           engine, workers, ray_address, explainer)
+    finally:
+        lock.__exit__()
+
+
+def _run_locked(input_path, out_dir, config, spec, batch_size, fmt, id_col, text_col, progress, overlap, engine,
+                workers, ray_address, explainer) -> Summary:
+    try:
+        _check_config(out_dir, config)
+        _remove_stale_temporaries(out_dir)
+    except OSError as exc:
+        raise BatchError(f"cannot write to {out_dir!r}: {exc}") from None
     summary = Summary()
+    done, part = _done_ids(out_dir, summary)
     writer = _Writer(out_dir, fmt, part, summary, _count_rows(input_path), progress)
     batches = _batches(_plan(input_path, done, id_col, text_col, summary), batch_size)
     try:
@@ -424,13 +520,37 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt:
     return summary
 
 
+def _check_heads(spec: dict, explainer) -> None:
+    """Heads the model does not have would fail on every row: refused before the first one."""
+    if not spec.get("heads"):
+        return
+    if explainer is not None:
+        config = explainer.model.config
+    else:
+        try:
+            import transformers
+
+            from .hf import default_model_path
+
+            config = transformers.AutoConfig.from_pretrained(spec["model"] or default_model_path())
+        except Exception as exc:
+            raise BatchError(f"cannot read the model's configuration from {spec['model']!r}: {exc}") from None
+    H = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
+    if H is None:
+        return
+    bad = [h for h in spec["heads"] if not 0 <= h < H]
+    if bad:
+        raise BatchError(f"head {bad[0]} out of range: the model's attention layers have {H} heads (0 to {H - 1})")
+
+
 def _load(spec: dict):
     try:
         return build_explainer(spec)
     except FileNotFoundError as exc:
         raise BatchError(str(exc)) from None
     except (OSError, ValueError) as exc:
-        raise BatchError(f"cannot load a {spec['task']} model from {spec['model']!r}: {exc}") from None
+        raise BatchError(str(exc) if type(exc).__name__ == "ModelLoadError" else
+                         f"cannot load a {spec['task']} model from {spec['model']!r}: {exc}") from None
     except (RuntimeError, AssertionError) as exc:
         raise BatchError(f"cannot use device {spec.get('device')!r}: {exc}") from None
 
@@ -474,6 +594,101 @@ class _RayWorker:
         return {"id": ids, "record": [out.get(i, "") for i in ids], "error": [why.get(i, "") for i in ids]}
 
 
+# Run by a separate process: while the job's process lives, it notes the processes below it (a Ray
+# that the job started: its raylet, GCS, workers); when the job's process is gone (killed, even by
+# SIGKILL), it kills them, so no Ray outlives its job by more than about a second.
+_REAPER = r"""
+import os, re, signal, sys, time
+driver, me = int(sys.argv[1]), os.getpid()
+cmdlines = {}
+def stat(pid):
+    # (parent pid, start time) from /proc/PID/stat; None once the process is gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+seen = {}
+while True:
+    try:
+        os.kill(driver, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    except PermissionError:
+        alive = True
+    if alive:
+        kids = {}
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = stat(int(name))
+                if st:
+                    kids.setdefault(st[0], []).append((int(name), st[1]))
+        todo = [driver]
+        while todo:
+            for pid, started in kids.get(todo.pop(), []):
+                if pid != me and pid not in seen:
+                    seen[pid] = started
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            cmdlines[pid] = f.read()
+                    except OSError:
+                        pass
+                    todo.append(pid)
+        time.sleep(0.5)
+        continue
+    doomed = [pid for pid, started in seen.items() if (stat(pid) or (0, None))[1] == started]  # not reused pids
+    kids = {}
+    for name in os.listdir("/proc"):  # and what those started since the last look
+        if name.isdigit():
+            st = stat(int(name))
+            if st:
+                kids.setdefault(st[0], []).append(int(name))
+    todo = list(doomed)
+    while todo:
+        for pid in kids.get(todo.pop(), []):
+            if pid != me and pid not in doomed:
+                doomed.append(pid)
+                todo.append(pid)
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    # A worker the raylet was starting at that moment escapes the tree: find it by the session
+    # name that every process of this Ray carries on its command line.
+    sessions = set()
+    for pid in seen:
+        sessions |= set(re.findall(rb"session_[0-9_-]{20,}", cmdlines.get(pid, b"")))
+    for _ in range(10) if sessions else ():
+        time.sleep(0.2)
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) != me:
+                try:
+                    with open(f"/proc/{name}/cmdline", "rb") as f:
+                        line = f.read()
+                except OSError:
+                    continue
+                if any(x in line for x in sessions):
+                    try:
+                        os.kill(int(name), signal.SIGKILL)
+                    except OSError:
+                        pass
+    break
+"""
+
+
+def _start_reaper() -> None:
+    """Starts the watcher of ``_REAPER`` for this process (Linux: it reads /proc)."""
+    import subprocess
+
+    if not os.path.isdir("/proc"):
+        return
+    subprocess.Popen([sys.executable, "-c", _REAPER, str(os.getpid())], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+
+
 def _blocks(ids, texts, batch_size: int, workers: int):
     """Input blocks of whole batches: at least four per worker where the input allows, at most 64
     batches each (a block's records become one part)."""
@@ -504,10 +719,14 @@ def _run_ray(batches, writer: _Writer, spec: dict, batch_size: int, workers: int
         return
     address = address or os.environ.get("RAY_ADDRESS")
     started = not ray.is_initialized()
+    if started and not address:
+        _start_reaper()
     if started:
         try:
+            # A Ray started here serves this job only: bound to the loopback address.
+            local = {} if address else {"_node_ip_address": "127.0.0.1"}
             ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False,
-                     configure_logging=True)
+                     configure_logging=True, **local)
         except Exception as exc:
             raise BatchError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: {exc}") from None
     try:
