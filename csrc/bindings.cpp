@@ -232,7 +232,8 @@ py::dict pc(const F64& corr, U8& adjacency, double num_samples, double alpha, in
 // (total_nodes, parent_offset, parents) and corr is None.
 py::dict learn(const std::string& method, const py::object& corr_obj, const py::object& dag, U8& adjacency,
                double num_samples, double alpha, double pivot_tol, int max_level, bool all_sepsets, bool pds_stage,
-               int max_pds_size, bool icd_stable, int64_t path_budget, int num_threads, const py::object& given) {
+               int max_pds_size, bool icd_stable, int64_t path_budget, int num_threads, const py::object& given,
+               int64_t pds_budget) {
   expect(adjacency.ndim() == 3 && adjacency.shape(1) == adjacency.shape(2), "adjacency must have shape [B, n, n]",
          adjacency);
   cleann::LearnParams p;
@@ -242,6 +243,7 @@ py::dict learn(const std::string& method, const py::object& corr_obj, const py::
   p.all_sepsets = all_sepsets;
   p.pds_stage = pds_stage;
   p.max_pds_size = max_pds_size;
+  p.pds_budget = pds_budget;
   p.icd_stable = icd_stable;
   p.path_budget = path_budget;
   p.num_threads = num_threads;
@@ -466,7 +468,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("learn", &learn, py::arg("method"), py::arg("corr"), py::arg("dag"), py::arg("adjacency"),
         py::arg("num_samples"), py::arg("alpha"), py::arg("pivot_tol"), py::arg("max_level"), py::arg("all_sepsets"),
         py::arg("pds_stage"), py::arg("max_pds_size"), py::arg("icd_stable"), py::arg("path_budget"),
-        py::arg("num_threads") = 0, py::arg("given") = py::none());
+        py::arg("num_threads") = 0, py::arg("given") = py::none(), py::arg("pds_budget") = -1);
   m.def("orient", &orient, py::arg("marks"), py::arg("sep_i"), py::arg("sep_j"), py::arg("sep_offset"),
         py::arg("sep_members"), py::arg("r0"), py::arg("mask"), py::arg("budget"));
   m.def("pds_tree", &pds_tree, py::arg("marks"), py::arg("root"), py::arg("max_depth"));

@@ -79,7 +79,8 @@ std::vector<int> possible_d_sep(const Marks& g, int a) {
 // Tests the subsets (size >= 1, not wholly inside adj(a) \ {b}) of `pds` in order of size, then
 // lexicographically; returns true and fills `sepset` at the first independence.
 bool pds_search(const Marks& g, CIWorker& w, const CITester& tester, int64_t graph, int a, int b,
-                const std::vector<int>& pds, int max_size, LevelCounts& counts, std::vector<int32_t>& sepset) {
+                const std::vector<int>& pds, int max_size, LevelCounts& counts, std::vector<int32_t>& sepset,
+                int64_t& budget) {
   const int m = static_cast<int>(pds.size());
   const int top = max_size < 0 ? m : std::min(m, max_size);
   std::vector<int32_t> idx, S;
@@ -96,6 +97,8 @@ bool pds_search(const Marks& g, CIWorker& w, const CITester& tester, int64_t gra
       bool inside = true;
       for (int k = 0; k < l && inside; ++k) inside = g.adjacent(a, S[k]);
       if (!inside) {
+        if (budget == 0) return false;  // the graph's test budget is spent
+        if (budget > 0) --budget;
         const int8_t r = w.test(S.data(), pending);
         pending = l;
         counts.add(l, r);
@@ -156,6 +159,7 @@ void fci(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
       for (int v = 0; v < n; ++v) pds[v] = possible_d_sep(g, v);
       auto w = tester.worker();
       std::vector<int32_t> found;
+      int64_t budget = p.pds_budget;
       for (int x = 0; x < n; ++x)
         for (int y = x + 1; y < n; ++y) {
           if (!g.adjacent(x, y)) continue;
@@ -164,12 +168,13 @@ void fci(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
             std::vector<int> cand;
             for (int v : pds[a])
               if (v != c) cand.push_back(v);
-            if (pds_search(g, *w, tester, b, a, c, cand, p.max_pds_size, counts[b], found)) {
+            if (pds_search(g, *w, tester, b, a, c, cand, p.max_pds_size, counts[b], found, budget)) {
               g.orient(x, y, kNone, kNone);
               sep.set(x, y, found.data(), static_cast<int>(found.size()));
               break;
             }
-            if (p.max_pds_size >= 0 && static_cast<int>(cand.size()) > p.max_pds_size) ++out.stats[b].pds_capped;
+            if (budget == 0 || (p.max_pds_size >= 0 && static_cast<int>(cand.size()) > p.max_pds_size))
+              ++out.stats[b].pds_capped;
           }
         }
       reset_circles(g);

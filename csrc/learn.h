@@ -21,6 +21,7 @@ struct LearnParams {
   bool all_sepsets = false;     // skeleton stage: keep every separating set of the removal level
   bool pds_stage = true;        // FCI: the possible-d-sep stage
   int max_pds_size = -1;        // FCI: largest possible-d-sep subset tested; -1: no cap
+  int64_t pds_budget = -1;      // FCI: most possible-d-sep tests per graph; -1: no cap
   bool icd_stable = true;       // ICD: candidates from the snapshot at the start of each iteration
   int64_t path_budget = kPathSearchBudget;
   int num_threads = 0;

@@ -19,7 +19,7 @@ namespace cleann {
 struct OrientStats {
   int64_t fired[11] = {0};
   int64_t budget_exhausted = 0;
-  int64_t pds_capped = 0;  // FCI: possible-d-sep searches cut short by max_pds_size
+  int64_t pds_capped = 0;  // FCI: possible-d-sep searches cut short by max_pds_size or the budget
 };
 
 // Default cap on the partial paths one search may extend.

@@ -139,3 +139,14 @@ def test_a_tester_that_answers_no_list_raises_tester_error(rng, answer):
 
     with pytest.raises(cleann.TesterError, match="one answer per candidate|answered 3 results|True or False"):
         cleann.explain(g, int(g.nodes[0]), Odd())
+
+
+def test_fci_possible_dsep_budget_caps_the_tests(rng):
+    R = cleann.attention_to_correlation(random_attention(30, rng, dominant=8))
+    free = cleann.fci(R, 384, max_level=1, max_pds_size=None, pds_budget=None)
+    tight = cleann.fci(R, 384, max_level=1, max_pds_size=None, pds_budget=5)
+    skeleton = cleann.skeleton(R, 384, max_level=1).tests_per_level.sum()
+    assert tight.tests_per_level.sum() - skeleton <= 5 < free.tests_per_level.sum() - skeleton
+    assert tight.info["pds_capped"] > 0 and free.info["pds_capped"] == 0
+    with pytest.raises(ValueError, match="pds_budget must be a positive integer"):
+        cleann.fci(R, 384, pds_budget=0)

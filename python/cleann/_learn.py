@@ -14,8 +14,9 @@ from .graph import Graph, SepsetMap
 from .oracle import DSeparation
 
 ICD_MODES = ("stable", "sequential")
-#: fci's default cap on possible-d-sep subsets (see fci)
+#: fci's default caps on possible-d-sep subsets and on that stage's CI tests per graph (see fci)
 FCI_MAX_PDS_SIZE = 3
+FCI_PDS_BUDGET = 2_000_000
 _RULES = [f"R{k}" for k in range(11)]
 
 
@@ -44,11 +45,12 @@ def _node_lists(nodes, batched: bool, B: int, n: int) -> list[np.ndarray]:
 
 
 def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, possible_dsep, max_pds_size, mode,
-           backend, pivot_tol, num_threads, path_budget):
+           backend, pivot_tol, num_threads, path_budget, pds_budget=None):
     level = level_value(max_level)
     if sepsets not in ("first", "all"):
         raise ValueError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
     pds_cap = level_value(max_pds_size, "max_pds_size")
+    pds_tests = -1 if pds_budget is None else budget_value(pds_budget, "pds_budget")
     pivot_tol = pivot_tol_value(pivot_tol)
     path_budget = budget_value(path_budget, "path_budget")
     nt = threads_value(num_threads)
@@ -61,7 +63,7 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
     C = _core.core()
     params = {"method": method, "alpha": None, "num_samples": None, "max_level": max_level, "sepsets": sepsets}
     if method == "fci":
-        params.update(possible_dsep=possible_dsep, max_pds_size=max_pds_size)
+        params.update(possible_dsep=possible_dsep, max_pds_size=max_pds_size, pds_budget=pds_budget)
     else:
         params.update(mode=mode)
     if isinstance(R, DSeparation):
@@ -73,7 +75,7 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
         adj = np.ones((1, k, k), np.uint8)
         adj[0, np.arange(k), np.arange(k)] = 0
         raw = C.learn(method, None, R._dag, adj, 1.0, 0.5, 0.0, level, sepsets == "all", bool(possible_dsep),
-                      pds_cap, mode == "stable", path_budget, nt)
+                      pds_cap, mode == "stable", path_budget, nt, pds_budget=pds_tests)
         params["ci_test"] = "d-separation"
         return _graphs(raw, node_lists, params, which)[0]
     params["num_samples"] = N = num_samples_value(num_samples) if num_samples is not None else None
@@ -104,7 +106,7 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
         adj[b, :m, :m] = 1
         adj[b, np.arange(m), np.arange(m)] = 0
     raw = C.learn(method, np.ascontiguousarray(sub), None, adj, N, a, pivot_tol, level, sepsets == "all",
-                  bool(possible_dsep), pds_cap, mode == "stable", path_budget, nt, given)
+                  bool(possible_dsep), pds_cap, mode == "stable", path_budget, nt, given, pds_budget=pds_tests)
     graphs = _graphs(raw, node_lists, params, which)
     return graphs if batched else graphs[0]
 
@@ -158,7 +160,7 @@ def _sepset_maps(raw, B: int) -> list[SepsetMap]:
 def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int | None = None,
         sepsets: str = "first", possible_dsep: bool = True, max_pds_size: int | None = FCI_MAX_PDS_SIZE,
         backend: str = "auto", pivot_tol: float = PIVOT_TOL, num_threads: int | None = None,
-        path_budget: int = 1 << 20):
+        path_budget: int = 1 << 20, pds_budget: int | None = FCI_PDS_BUDGET):
     """FCI: PC-stable skeleton, R0, the possible-d-sep stage, R0 again, then Zhang's R1-R10.
 
     Args:
@@ -176,6 +178,9 @@ def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int 
             without a cap, 128 tokens of attention take minutes, 1,000 nodes hours); the
             searches it cut short are counted in ``graph.info["pds_capped"]``. None: every
             subset (FCI as Spirtes et al. and causal-learn define it).
+        pds_budget: most CI tests of the possible-d-sep stage per graph (default 2,000,000, about
+            0.1 s): once spent, the remaining edges keep their adjacency and are counted in
+            ``pds_capped``. None: no cap.
         path_budget: cap on the partial paths one orientation path search may extend; a search
             that reaches it leaves the mark a circle and is counted in ``graph.info``.
 
@@ -186,7 +191,7 @@ def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int 
     """
     return _learn("fci", R, num_samples, alpha, nodes, max_level=max_level, sepsets=sepsets,
                   possible_dsep=possible_dsep, max_pds_size=max_pds_size, mode="stable", backend=backend,
-                  pivot_tol=pivot_tol, num_threads=num_threads, path_budget=path_budget)
+                  pivot_tol=pivot_tol, num_threads=num_threads, path_budget=path_budget, pds_budget=pds_budget)
 
 
 def icd(R, num_samples=None, alpha: float = 0.01, nodes=None, mode: str = "stable", *,
