@@ -85,7 +85,8 @@ def main():
             acc: dict[str, list] = {}
             for _ in range(args.graphs):
                 data, dag = H.linear_gaussian_sem(rng, n, max(1, n // 10), N)
-                truth = cleann.fci(DSeparation(dag, observed=list(range(n))), max_pds_size=None).marks
+                oracle = DSeparation(dag, observed=list(range(n)))
+                truth = cleann.fci(oracle, max_pds_size=None, pds_budget=None).marks
                 skel = truth != 0
                 R = np.corrcoef(data.T)
                 runs = {

@@ -84,7 +84,8 @@ def speed(args, rows, info):
         g0 = cleann.icd(R[0], N, ALPHA, num_threads=1)
         fci_ms = pc_ms = None
         if n <= args.fci_max_n:
-            fci_t = H.timeit(lambda: cleann.fci(R[0], N, ALPHA, num_threads=1, max_pds_size=None), repeat=1, warmup=0)
+            fci_t = H.timeit(lambda: cleann.fci(R[0], N, ALPHA, num_threads=1, max_pds_size=None, pds_budget=None),
+                             repeat=1, warmup=0)
             fci_ms = H.median(fci_t) * 1e3
         if hasattr(cleann, "pc"):
             pc_t = H.timeit(lambda: cleann.pc(R[0], N, ALPHA, num_threads=1, max_level=None), repeat=args.repeat,
@@ -126,7 +127,7 @@ def agreement(args, rows):
     for _ in range(args.datasets):
         n_obs = int(rng.integers(10, 16))
         data, _ = H.linear_gaussian_sem(rng, n_obs, int(rng.integers(1, 4)), args.rows)
-        ours = cleann.fci(np.corrcoef(data.T), data.shape[0], 0.05, max_pds_size=None)  # causal-learn's: no cap
+        ours = cleann.fci(np.corrcoef(data.T), data.shape[0], 0.05, max_pds_size=None, pds_budget=None)  # no caps
         theirs = from_causallearn(causallearn_fci(data, 0.05))
         if np.array_equal(ours.marks, theirs.marks):
             same += 1
