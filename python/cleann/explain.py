@@ -279,6 +279,7 @@ def _guided(space: _Space, top: int, ledger: _Ledger, chunk: int, base: float, b
             connected: bool):
     """The margin-driven beam search over one space; returns (found sets, status)."""
     pool, dist = space.pool, space.dist
+    members = set(pool)
     if top < 1 or not pool:
         return [], "none"
     singles = [(t,) for t in sorted(pool, key=lambda t: (dist[t], t))]
@@ -309,10 +310,10 @@ def _guided(space: _Space, top: int, ledger: _Ledger, chunk: int, base: float, b
                 if e < estimate.get(T, math.inf):
                     estimate[T] = e
         ranked = sorted(estimate, key=lambda T: (estimate[T], sum(dist[t] for t in T), T))[:expand]
-        if not ranked and not [s for s in ledger.by_size.get(size + 1, ()) if set(s) <= set(pool)]:
+        if not ranked and not [s for s in ledger.by_size.get(size + 1, ()) if members.issuperset(s)]:
             return [], "none"
         ok = yield from ledger.ask(ranked, chunk)
-        level = [s for s in ledger.by_size.get(size + 1, ()) if set(s) <= set(pool)]
+        level = [s for s in ledger.by_size.get(size + 1, ()) if members.issuperset(s)]
     return [], "none"
 
 
@@ -332,7 +333,8 @@ def _shrink(hits, ledger: _Ledger, chunk: int, pool, connected: bool, space: _Sp
             break
         hits = smaller
     k = len(hits[0])
-    hits = [s for s in ledger.by_size.get(k, ()) if _explains(value[s]) and set(s) <= set(pool)]
+    members = set(pool)
+    hits = [s for s in ledger.by_size.get(k, ()) if _explains(value[s]) and members.issuperset(s)]
     return sorted(hits, key=lambda s: (value[s], s)), "explained"
 
 
@@ -568,19 +570,25 @@ def search_steps(spaces: list[_Space], max_size: int | None, *, search: str, bas
     return found, status, ledger
 
 
+@dataclass
+class _UnionSpace(_Space):
+    """The union of several heads' pools (each token at its smallest tree distance); a set is
+    legal when it is legal in some head's tree."""
+
+    heads: list = field(default_factory=list)
+
+    def legal(self, tokens) -> bool:
+        return any(set(tokens) <= set(sp.pool) and sp.legal(tokens) for sp in self.heads)
+
+
 def _union(spaces: list[_Space]) -> _Space:
+    if len(spaces) == 1:
+        return spaces[0]
     dist: dict = {}
     for sp in spaces:
         for t, d in sp.dist.items():
             dist[t] = min(d, dist.get(t, d))
-    if len(spaces) == 1:
-        return spaces[0]
-
-    class _UnionSpace(_Space):
-        def legal(self, tokens) -> bool:  # legal in some head's tree
-            return any(set(tokens) <= set(sp.pool) and sp.legal(tokens) for sp in spaces)
-
-    return _UnionSpace(tuple(sorted(dist)), dist)
+    return _UnionSpace(tuple(sorted(dist)), dist, heads=spaces)
 
 
 def assemble(spaces: list[_Space], target: int, found, status, ledger: _Ledger, *, search: str,
@@ -589,7 +597,7 @@ def assemble(spaces: list[_Space], target: int, found, status, ledger: _Ledger, 
     heads = []
     for sp, f, st in zip(spaces, found, status):
         heads.append(_result(sp, target, f, st, ledger, search, budget, model_calls))
-    union = _union(spaces) if len(spaces) > 1 else spaces[0]
+    union = _union(spaces)
     sizes = [len(s) for f in found for s in f]
     k = min(sizes, default=None)
     best_sets = list(dict.fromkeys(s for f in found for s in f if len(s) == k)) if k else []
