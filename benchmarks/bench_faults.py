@@ -67,11 +67,12 @@ elif what == "fcirandom":
     logits = np.random.default_rng(1).normal(size=(n, n))  # near-uniform attention: dense possible-d-sep sets
     a = np.exp(logits)
     R = cleann.attention_to_correlation(a / a.sum(-1, keepdims=True))
-    kw = {} if len(sys.argv) < 4 else {"max_pds_size": None, "pds_budget": None}
+    kw = {} if len(sys.argv) < 4 else {"max_pds_size": None, "pds_budget": None, "skeleton_budget": None}
     t = time.perf_counter()
     g = cleann.fci(R, 384, **kw)
     print(f"fci, random attention n={n}, {kw or 'default caps'}: {time.perf_counter() - t:.2f} s, "
-          f"pds_capped {g.info['pds_capped']}")
+          f"pds_capped {g.info['pds_capped']}, skeleton_capped {g.info['skeleton_capped']}, "
+          f"tests per level {g.tests_per_level.tolist()}")
 elif what == "fci":
     from cleann.hf import AttentionCapture, load
     import torch

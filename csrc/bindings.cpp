@@ -179,10 +179,12 @@ cleann::SkeletonResult skeleton_from_dict(const py::dict& d, int64_t num_graphs)
   r.num_levels = d["num_levels"].cast<int>();
   r.tests = vec("tests", int64_t{});
   r.singular = vec("singular", int64_t{});
+  if (d.contains("capped")) r.capped = vec("capped", int64_t{});
   const size_t e = r.edge_graph.size();
   const size_t cells = static_cast<size_t>(r.num_levels) * num_graphs;
   if (r.edge_i.size() != e || r.edge_j.size() != e || r.edge_level.size() != e || r.set_offset.size() != e ||
-      r.set_count.size() != e || r.tests.size() != cells || r.singular.size() != cells)
+      r.set_count.size() != e || r.tests.size() != cells || r.singular.size() != cells ||
+      (!r.capped.empty() && static_cast<int64_t>(r.capped.size()) != num_graphs))
     throw cleann::ArgumentError("given skeleton: inconsistent array lengths");
   for (size_t k = 0; k < e; ++k)
     if (r.edge_graph[k] < 0 || r.edge_graph[k] >= num_graphs)
@@ -233,7 +235,7 @@ py::dict pc(const F64& corr, U8& adjacency, double num_samples, double alpha, in
 py::dict learn(const std::string& method, const py::object& corr_obj, const py::object& dag, U8& adjacency,
                double num_samples, double alpha, double pivot_tol, int max_level, bool all_sepsets, bool pds_stage,
                int max_pds_size, bool icd_stable, int64_t path_budget, int num_threads, const py::object& given,
-               int64_t pds_budget) {
+               int64_t pds_budget, int64_t skeleton_budget) {
   expect(adjacency.ndim() == 3 && adjacency.shape(1) == adjacency.shape(2), "adjacency must have shape [B, n, n]",
          adjacency);
   cleann::LearnParams p;
@@ -244,6 +246,7 @@ py::dict learn(const std::string& method, const py::object& corr_obj, const py::
   p.pds_stage = pds_stage;
   p.max_pds_size = max_pds_size;
   p.pds_budget = pds_budget;
+  p.skeleton_budget = skeleton_budget;
   p.icd_stable = icd_stable;
   p.path_budget = path_budget;
   p.num_threads = num_threads;
@@ -300,6 +303,10 @@ py::dict learn(const std::string& method, const py::object& corr_obj, const py::
   d["rules_fired"] = fired;
   d["budget_exhausted"] = exhausted;
   d["pds_capped"] = capped;
+  py::array_t<int64_t> sk_capped(static_cast<py::ssize_t>(p.num_graphs));
+  for (int64_t b = 0; b < p.num_graphs; ++b)
+    sk_capped.mutable_data()[b] = res.skeleton.capped.empty() ? 0 : res.skeleton.capped[b];
+  d["skeleton_capped"] = sk_capped;
   d["sep_graph"] = to_numpy(res.sep_graph);
   d["sep_i"] = to_numpy(res.sep_i);
   d["sep_j"] = to_numpy(res.sep_j);
@@ -468,7 +475,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("learn", &learn, py::arg("method"), py::arg("corr"), py::arg("dag"), py::arg("adjacency"),
         py::arg("num_samples"), py::arg("alpha"), py::arg("pivot_tol"), py::arg("max_level"), py::arg("all_sepsets"),
         py::arg("pds_stage"), py::arg("max_pds_size"), py::arg("icd_stable"), py::arg("path_budget"),
-        py::arg("num_threads") = 0, py::arg("given") = py::none(), py::arg("pds_budget") = -1);
+        py::arg("num_threads") = 0, py::arg("given") = py::none(), py::arg("pds_budget") = -1,
+        py::arg("skeleton_budget") = -1);
   m.def("orient", &orient, py::arg("marks"), py::arg("sep_i"), py::arg("sep_j"), py::arg("sep_offset"),
         py::arg("sep_members"), py::arg("r0"), py::arg("mask"), py::arg("budget"));
   m.def("pds_tree", &pds_tree, py::arg("marks"), py::arg("root"), py::arg("max_depth"));

@@ -132,6 +132,7 @@ void fci(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
   sp.max_level = p.max_level;
   sp.all_sepsets = p.all_sepsets;
   sp.num_threads = p.num_threads;
+  sp.test_budget = p.skeleton_budget;
   if (p.given) {
     out.skeleton = *p.given;
     remove_edges(out.skeleton, n, adj.data());
@@ -154,9 +155,20 @@ void fci(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
     sep = SepsetTable::from_skeleton(out.skeleton, b, n);
     out.stats[b].fired[0] += rule0(g, sep);
     if (p.pds_stage) {
-      // Possible-D-Sep sets come from the graph after R0; removals take effect at once.
+      // Possible-D-Sep sets come from the graph after R0 (a snapshot); removals take effect at once.
+      // Each set is found when first needed, and not at all once the test budget is spent: the
+      // search is O(n^3) per node, hours for all nodes of a dense 1,000-node graph.
+      std::vector<int8_t> snapshot(g.m, g.m + nn);
+      const Marks after_r0{n, snapshot.data()};
       std::vector<std::vector<int>> pds(n);
-      for (int v = 0; v < n; ++v) pds[v] = possible_d_sep(g, v);
+      std::vector<char> have(n, 0);
+      auto pds_of = [&](int v) -> const std::vector<int>& {
+        if (!have[v]) {
+          pds[v] = possible_d_sep(after_r0, v);
+          have[v] = 1;
+        }
+        return pds[v];
+      };
       auto w = tester.worker();
       std::vector<int32_t> found;
       int64_t budget = p.pds_budget;
@@ -165,8 +177,12 @@ void fci(const CITester& tester, const LearnParams& p, const uint8_t* adjacency,
           if (!g.adjacent(x, y)) continue;
           for (int side = 0; side < 2; ++side) {
             const int a = side ? y : x, c = side ? x : y;
+            if (budget == 0) {  // spent: the edge stays, counted once per side as before
+              ++out.stats[b].pds_capped;
+              continue;
+            }
             std::vector<int> cand;
-            for (int v : pds[a])
+            for (int v : pds_of(a))
               if (v != c) cand.push_back(v);
             if (pds_search(g, *w, tester, b, a, c, cand, p.max_pds_size, counts[b], found, budget)) {
               g.orient(x, y, kNone, kNone);

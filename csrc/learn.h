@@ -22,6 +22,7 @@ struct LearnParams {
   bool pds_stage = true;        // FCI: the possible-d-sep stage
   int max_pds_size = -1;        // FCI: largest possible-d-sep subset tested; -1: no cap
   int64_t pds_budget = -1;      // FCI: most possible-d-sep tests per graph; -1: no cap
+  int64_t skeleton_budget = -1; // FCI: most skeleton-stage tests per graph (SkeletonParams::test_budget)
   bool icd_stable = true;       // ICD: candidates from the snapshot at the start of each iteration
   int64_t path_budget = kPathSearchBudget;
   int num_threads = 0;

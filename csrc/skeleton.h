@@ -18,6 +18,10 @@ struct SkeletonParams {
   int max_level = -1;            // -1: until no edge has `level` other neighbours
   bool all_sepsets = false;      // false: stop each edge at its first independence
   int num_threads = 0;
+  // Most CI tests per graph (-1: no cap). A graph whose next level could take its tests past this
+  // (each edge counted at its full number of conditioning sets) runs no further levels; the edges
+  // that level would have tested are counted in SkeletonResult::capped.
+  int64_t test_budget = -1;
 };
 
 // Removed edges in the order they were removed (level, then graph, i, j) with their separating
@@ -31,6 +35,7 @@ struct SkeletonResult {
   int num_levels = 0;                 // levels that ran
   std::vector<int64_t> tests;         // [num_levels][B]
   std::vector<int64_t> singular;      // [num_levels][B]
+  std::vector<int64_t> capped;        // [B]: edges left untested by test_budget (empty: none)
 };
 
 // Removes the edges `sk` records (those of level <= max_level; -1: all) from `adjacency` [B, n, n].

@@ -150,3 +150,56 @@ def test_fci_possible_dsep_budget_caps_the_tests(rng):
     assert tight.info["pds_capped"] > 0 and free.info["pds_capped"] == 0
     with pytest.raises(ValueError, match="pds_budget must be a positive integer"):
         cleann.fci(R, 384, pds_budget=0)
+
+
+def _next_level_bound(adjacency, level):
+    """Edges the next skeleton level tests, and its tests if no edge stopped early."""
+    from math import comb
+
+    A = np.asarray(adjacency, bool)
+    other = A.sum(1) - 1
+    edges = [(i, j) for i, j in zip(*np.nonzero(np.triu(A, 1))) if max(other[i], other[j]) >= level]
+    return len(edges), sum(comb(int(other[i]), level) + comb(int(other[j]), level) for i, j in edges)
+
+
+def test_fci_skeleton_budget_runs_whole_levels_and_counts_the_edges_left():
+    # near-uniform attention: a dense graph whose level 2 would need millions of tests
+    n = 60
+    a = np.exp(np.random.default_rng(1).normal(size=(n, n)))
+    R = cleann.attention_to_correlation(a / a.sum(-1, keepdims=True))
+    two = cleann.skeleton(R, 384, max_level=1)
+    spent = int(two.tests_per_level.sum())
+    edges, bound = _next_level_bound(two.adjacency, 2)
+    assert edges > 0 and bound > 0
+    for kw in ({"possible_dsep": False}, {}):
+        under = cleann.fci(R, 384, skeleton_budget=spent + bound - 1, **kw)  # level 2 could pass it: not run
+        assert under.info["skeleton_capped"] == edges
+        assert under.params["skeleton_budget"] == spent + bound - 1
+        stopped = cleann.fci(R, 384, max_level=1, skeleton_budget=None, **kw)
+        assert np.array_equal(under.marks, stopped.marks) and stopped.info["skeleton_capped"] == 0
+        exact = cleann.fci(R, 384, max_level=2, skeleton_budget=spent + bound, **kw)  # fits: runs
+        free = cleann.fci(R, 384, max_level=2, skeleton_budget=None, **kw)
+        assert exact.info["skeleton_capped"] == 0
+        assert np.array_equal(exact.marks, free.marks) and not np.array_equal(exact.marks, under.marks)
+    # the default changes nothing on a sparse graph
+    R = cleann.attention_to_correlation(random_attention(40, np.random.default_rng(2), dominant=8))
+    assert np.array_equal(cleann.fci(R, 384).marks, cleann.fci(R, 384, skeleton_budget=None).marks)
+    assert cleann.fci(R, 384).info["skeleton_capped"] == 0
+    for bad in (0, -3, 1.5, "x", True):
+        with pytest.raises(ValueError, match="skeleton_budget must be a positive integer"):
+            cleann.fci(R, 384, skeleton_budget=bad)
+
+
+def test_fci_skeleton_budget_is_per_graph_of_a_stack():
+    n = 60
+    a = np.exp(np.random.default_rng(1).normal(size=(n, n)))
+    dense = cleann.attention_to_correlation(a / a.sum(-1, keepdims=True))
+    sparse = cleann.attention_to_correlation(random_attention(n, np.random.default_rng(2), dominant=8))
+    two = cleann.skeleton(dense, 384, max_level=1)
+    edges, bound = _next_level_bound(two.adjacency, 2)
+    budget = int(two.tests_per_level.sum()) + bound - 1
+    graphs = cleann.fci(np.stack([dense, sparse]), 384, skeleton_budget=budget)
+    assert graphs[0].info["skeleton_capped"] == edges
+    alone = cleann.fci(sparse, 384, skeleton_budget=budget)
+    assert np.array_equal(graphs[1].marks, alone.marks)
+    assert graphs[1].info["skeleton_capped"] == alone.info["skeleton_capped"]

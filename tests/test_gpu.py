@@ -169,6 +169,22 @@ def test_learners_equal_cpu(backend, device, rng):
 
 
 @pytest.mark.parametrize("backend,device", DEVICES, ids=IDS)
+def test_fci_skeleton_budget_on_device(backend, device, rng):
+    # the stack's graphs stop at different levels; the device's counts and graphs are the CPU's
+    Rs = _stack(rng, 9, ["attention", "sem", "attention"])
+    free = cleann.fci(Rs, N, 0.05, skeleton_budget=None)
+    spent = [int(g.tests_per_level[:2].sum()) for g in free]
+    budget = min(s for s, g in zip(spent, free) if len(g.tests_per_level) > 2) + 1
+    want = cleann.fci(Rs, N, 0.05, skeleton_budget=budget)
+    assert any(g.info["skeleton_capped"] > 0 for g in want)
+    got = cleann.fci(_on(Rs, device), N, 0.05, skeleton_budget=budget, backend=backend)
+    for g, w in zip(got, want):
+        assert np.array_equal(g.marks, w.marks)
+        assert np.array_equal(g.tests_per_level, w.tests_per_level)
+        assert g.info["skeleton_capped"] == w.info["skeleton_capped"]
+
+
+@pytest.mark.parametrize("backend,device", DEVICES, ids=IDS)
 def test_abcd_on_device(backend, device, rng):
     attn = np.stack([random_attention(6, rng, heads=2) for _ in range(2)])
     got = cleann.abcd(_on(attn, device), N, 0.05, lengths=[6, 4], backend=backend)

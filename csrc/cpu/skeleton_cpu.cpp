@@ -61,6 +61,14 @@ bool walk_side(Worker& w, const int32_t* nb, int m, int l, bool all_sepsets, std
   }
 }
 
+// C(m, l) as a double, saturating far above any budget (a bound, not an exact count).
+double binomial_bound(int64_t m, int l) {
+  if (m < l) return 0.0;
+  double c = 1.0;
+  for (int k = 1; k <= l && c < 1e30; ++k) c = c * static_cast<double>(m - l + k) / k;
+  return c;
+}
+
 template <typename MakeWorker>
 void skeleton_impl(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& out, MakeWorker make_worker,
                    const CITester& tester) {
@@ -71,6 +79,10 @@ void skeleton_impl(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& 
   std::vector<int32_t> nb;
   std::vector<EdgeTask> tasks;
   std::vector<EdgeOutcome> outcomes;
+  // test_budget: tests run so far per graph, and the graphs that stopped early.
+  std::vector<int64_t> spent(static_cast<size_t>(B), 0);
+  std::vector<char> stopped(static_cast<size_t>(B), 0);
+  if (p.test_budget >= 0) out.capped.assign(static_cast<size_t>(B), 0);
 
   for (int level = 0; p.max_level < 0 || level <= p.max_level; ++level) {
     // Neighbour lists at the start of the level (ascending).
@@ -87,14 +99,28 @@ void skeleton_impl(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& 
     auto degree = [&](int64_t b, int64_t v) { return nb_offset[b * n + v + 1] - nb_offset[b * n + v]; };
 
     tasks.clear();
-    for (int64_t b = 0; b < B; ++b)
+    for (int64_t b = 0; b < B; ++b) {
+      if (stopped[b]) continue;
+      const size_t first = tasks.size();
+      double bound = 0.0;  // the level's tests for graph b if no edge stopped early
       for (int64_t i = 0; i < n; ++i)
         for (int64_t k = nb_offset[b * n + i]; k < nb_offset[b * n + i + 1]; ++k) {
           const int32_t j = nb[k];
           if (j <= i) continue;
-          if (degree(b, i) - 1 >= level || degree(b, j) - 1 >= level)
+          if (degree(b, i) - 1 >= level || degree(b, j) - 1 >= level) {
             tasks.push_back({b, static_cast<int32_t>(i), j});
+            if (p.test_budget >= 0)
+              bound += level == 0 ? 1.0  // the empty set, once
+                                  : binomial_bound(degree(b, i) - 1, level) + binomial_bound(degree(b, j) - 1, level);
+          }
         }
+      if (p.test_budget >= 0 && tasks.size() > first &&
+          static_cast<double>(spent[b]) + bound > static_cast<double>(p.test_budget)) {
+        stopped[b] = 1;
+        out.capped[b] = static_cast<int64_t>(tasks.size() - first);
+        tasks.resize(first);
+      }
+    }
     if (tasks.empty()) break;
     tester.check_level(level);  // throws if sets of this size cannot be tested
 
@@ -149,6 +175,7 @@ void skeleton_impl(const SkeletonParams& p, uint8_t* adjacency, SkeletonResult& 
       const EdgeOutcome& res = outcomes[t];
       tests[e.graph] += res.tests;
       singular[e.graph] += res.singular;
+      spent[e.graph] += res.tests;
       if (res.found == 0) continue;
       adjacency[e.graph * nn + static_cast<int64_t>(e.i) * n + e.j] = 0;
       adjacency[e.graph * nn + static_cast<int64_t>(e.j) * n + e.i] = 0;

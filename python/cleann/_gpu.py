@@ -9,6 +9,8 @@ here, once.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _core
@@ -145,12 +147,14 @@ def unrank(nbr, deg, adj, g, u, v, rank, level, binom):
 
 
 def skeleton(backend: str, R, adj, num_samples: float, alpha: float, max_level, pivot_tol: float,
-             chunk: int | None = None) -> dict:
+             chunk: int | None = None, test_budget: int | None = None) -> dict:
     """PC-stable skeleton ("first" sepsets) of a stack on the GPU, laid out like the CPU core's output.
 
     R: float64 [B, n, n] and adj: uint8 [B, n, n], contiguous, on one device (adj is updated in
     place). The stack is processed in chunks of graphs; a chunk that runs out of device memory is
     halved and retried, and one graph that does not fit raises MemoryError saying how much it needs.
+    ``test_budget``: as the CPU core's (a graph whose next level could pass it runs no further
+    levels; the edges left untested are in the result's "capped").
     """
     import torch
 
@@ -163,7 +167,7 @@ def skeleton(backend: str, R, adj, num_samples: float, alpha: float, max_level, 
         stop = min(B, start + size)
         try:
             parts.append((start, _skeleton_chunk(impl, R[start:stop], adj[start:stop], num_samples, alpha,
-                                                  max_level, pivot_tol)))
+                                                  max_level, pivot_tol, test_budget)))
             start = stop
         except torch.cuda.OutOfMemoryError as exc:
             if size == 1:
@@ -182,7 +186,26 @@ def _bytes_per_graph(n: int) -> int:
     return 9 * 8 * n * n
 
 
-def _skeleton_chunk(impl, R, adj, num_samples, alpha, max_level, pivot_tol) -> dict:
+def _level_bound(adj, deg, level: int):
+    """Per graph: the edges a level tests, and its tests if no edge stopped early (float64)."""
+    import torch
+
+    upper = torch.triu(adj.bool(), diagonal=1)
+    other = (deg - 1).to(torch.float64)
+    tested = upper & ((other[:, :, None] >= level) | (other[:, None, :] >= level))
+    if level == 0:
+        per_edge = tested.to(torch.float64)
+    else:
+        def comb(m):
+            c = torch.exp(torch.lgamma(m + 1) - math.lgamma(level + 1) - torch.lgamma((m - level).clamp(min=0) + 1))
+            return torch.where(m >= level, c, 0.0)
+
+        c = comb(other)
+        per_edge = torch.where(tested, c[:, :, None] + c[:, None, :], 0.0)
+    return tested.sum((1, 2)), per_edge.sum((1, 2))
+
+
+def _skeleton_chunk(impl, R, adj, num_samples, alpha, max_level, pivot_tol, test_budget=None) -> dict:
     import torch
 
     B, n, _ = R.shape
@@ -190,10 +213,23 @@ def _skeleton_chunk(impl, R, adj, num_samples, alpha, max_level, pivot_tol) -> d
     tests, singular, edges = [], [], []
     level = 0
     cols = torch.arange(n, device=dev)
+    capped = np.zeros(B, np.int64)
+    spent = torch.zeros(B, dtype=torch.float64, device=dev)
+    frozen = torch.zeros(B, dtype=torch.bool, device=dev)  # graphs stopped by test_budget
+    saved = adj.clone() if test_budget is not None else None
     while max_level is None or level <= max_level:
         if B == 0 or n == 0:
             break
         deg = adj.sum(-1, dtype=torch.int32)
+        if test_budget is not None:
+            count, bound = _level_bound(adj, deg, level)
+            stop = (count > 0) & (spent + bound > float(test_budget))
+            if bool(stop.any()):
+                capped[stop.cpu().numpy()] = count[stop].cpu().numpy()
+                frozen |= stop
+                saved[stop] = adj[stop]
+                adj[stop] = 0  # takes no further part; restored below
+                deg = adj.sum(-1, dtype=torch.int32)
         if int(deg.max()) < level + 1:  # no edge has `level` other neighbours on either side
             break
         check_dof(num_samples, level)
@@ -231,8 +267,12 @@ def _skeleton_chunk(impl, R, adj, num_samples, alpha, max_level, pivot_tol) -> d
         adj[g, i, j] = 0
         adj[g, j, i] = 0
         edges.append((g, i, j, members))
+        spent += tests[-1].to(torch.float64)
         level += 1
+    if test_budget is not None and bool(frozen.any()):
+        adj[frozen] = saved[frozen]
     return {
+        "capped": capped,
         "tests": torch.stack(tests).cpu().numpy() if tests else np.zeros((0, B), np.int64),
         "singular": torch.stack(singular).cpu().numpy() if singular else np.zeros((0, B), np.int64),
         "edges": [tuple(t.cpu().numpy() for t in e) for e in edges],
@@ -276,12 +316,16 @@ def _merge(parts, B: int) -> dict:
     raw["set_offset"] = new_offset.astype(np.int64)
     raw["set_count"] = np.ones(len(size), np.int64)
     raw["num_levels"] = levels
+    raw["capped"] = np.zeros(B, np.int64)
+    for start, p in parts:
+        raw["capped"][start:start + len(p["capped"])] = p["capped"]
     raw["tests"] = tests
     raw["singular"] = singular
     return raw
 
 
-def learner_skeleton(which: str, R, node_lists, N: float, alpha: float, max_level, pivot_tol: float):
+def learner_skeleton(which: str, R, node_lists, N: float, alpha: float, max_level, pivot_tol: float,
+                     test_budget: int | None = None):
     """For a learner on a GPU backend: its correlation blocks (one per node list, padded with the
     identity to the longest) and the skeleton search run on the device from the complete graph
     over each list. ``node_lists(B, n, batched)`` gives the lists. Returns (blocks as float64
@@ -307,5 +351,5 @@ def learner_skeleton(which: str, R, node_lists, N: float, alpha: float, max_leve
     for b, x in enumerate(node_lists):
         adj[b, :len(x), :len(x)] = 1
     adj.diagonal(dim1=1, dim2=2).zero_()
-    raw = skeleton(which, sub.contiguous(), adj, N, alpha, max_level, pivot_tol)
+    raw = skeleton(which, sub.contiguous(), adj, N, alpha, max_level, pivot_tol, test_budget=test_budget)
     return sub.cpu().numpy(), raw, batched, node_lists

@@ -17,6 +17,8 @@ ICD_MODES = ("stable", "sequential")
 #: fci's default caps on possible-d-sep subsets and on that stage's CI tests per graph (see fci)
 FCI_MAX_PDS_SIZE = 3
 FCI_PDS_BUDGET = 2_000_000
+#: fci's default cap on the CI tests of its skeleton stage per graph (see fci)
+FCI_SKELETON_BUDGET = 1_000_000_000
 _RULES = [f"R{k}" for k in range(11)]
 
 
@@ -45,12 +47,13 @@ def _node_lists(nodes, batched: bool, B: int, n: int) -> list[np.ndarray]:
 
 
 def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, possible_dsep, max_pds_size, mode,
-           backend, pivot_tol, num_threads, path_budget, pds_budget=None):
+           backend, pivot_tol, num_threads, path_budget, pds_budget=None, skeleton_budget=None):
     level = level_value(max_level)
     if sepsets not in ("first", "all"):
         raise ValueError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
     pds_cap = level_value(max_pds_size, "max_pds_size")
     pds_tests = -1 if pds_budget is None else budget_value(pds_budget, "pds_budget")
+    sk_tests = -1 if skeleton_budget is None else budget_value(skeleton_budget, "skeleton_budget")
     pivot_tol = pivot_tol_value(pivot_tol)
     path_budget = budget_value(path_budget, "path_budget")
     nt = threads_value(num_threads)
@@ -63,7 +66,8 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
     C = _core.core()
     params = {"method": method, "alpha": None, "num_samples": None, "max_level": max_level, "sepsets": sepsets}
     if method == "fci":
-        params.update(possible_dsep=possible_dsep, max_pds_size=max_pds_size, pds_budget=pds_budget)
+        params.update(possible_dsep=possible_dsep, max_pds_size=max_pds_size, pds_budget=pds_budget,
+                      skeleton_budget=skeleton_budget)
     else:
         params.update(mode=mode)
     if isinstance(R, DSeparation):
@@ -75,7 +79,7 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
         adj = np.ones((1, k, k), np.uint8)
         adj[0, np.arange(k), np.arange(k)] = 0
         raw = C.learn(method, None, R._dag, adj, 1.0, 0.5, 0.0, level, sepsets == "all", bool(possible_dsep),
-                      pds_cap, mode == "stable", path_budget, nt, pds_budget=pds_tests)
+                      pds_cap, mode == "stable", path_budget, nt, pds_budget=pds_tests, skeleton_budget=sk_tests)
         params["ci_test"] = "d-separation"
         return _graphs(raw, node_lists, params, which)[0]
     params["num_samples"] = N = num_samples_value(num_samples) if num_samples is not None else None
@@ -89,7 +93,8 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
 
         gpu_level = max_level if method == "fci" else (1 if max_level is None else min(1, max_level))
         sub, given, batched, node_lists = _gpu.learner_skeleton(
-            which, R, lambda B, n, batched: _node_lists(nodes, batched, B, n), N, a, gpu_level, float(pivot_tol))
+            which, R, lambda B, n, batched: _node_lists(nodes, batched, B, n), N, a, gpu_level, float(pivot_tol),
+            test_budget=skeleton_budget if method == "fci" else None)
         B, k = sub.shape[0], sub.shape[1]
     else:
         corr, batched = corr_stack(R, "R")
@@ -106,7 +111,8 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
         adj[b, :m, :m] = 1
         adj[b, np.arange(m), np.arange(m)] = 0
     raw = C.learn(method, np.ascontiguousarray(sub), None, adj, N, a, pivot_tol, level, sepsets == "all",
-                  bool(possible_dsep), pds_cap, mode == "stable", path_budget, nt, given, pds_budget=pds_tests)
+                  bool(possible_dsep), pds_cap, mode == "stable", path_budget, nt, given, pds_budget=pds_tests,
+                  skeleton_budget=sk_tests)
     graphs = _graphs(raw, node_lists, params, which)
     return graphs if batched else graphs[0]
 
@@ -127,6 +133,8 @@ def _graphs(raw, node_lists, params, backend) -> list[Graph]:
             "rules_fired": dict(zip(_RULES, raw["rules_fired"][b].tolist())),
             "path_budget_exhausted": int(raw["budget_exhausted"][b]),
         }
+        if params.get("method") == "fci":
+            g.info["skeleton_capped"] = int(raw["skeleton_capped"][b])
         if params.get("method") == "fci" and params.get("possible_dsep"):
             g.info["pds_capped"] = int(raw["pds_capped"][b])
         g.sepsets = seps[b]  # pairs among padding nodes never occur: they have no edges
@@ -160,7 +168,8 @@ def _sepset_maps(raw, B: int) -> list[SepsetMap]:
 def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int | None = None,
         sepsets: str = "first", possible_dsep: bool = True, max_pds_size: int | None = FCI_MAX_PDS_SIZE,
         backend: str = "auto", pivot_tol: float = PIVOT_TOL, num_threads: int | None = None,
-        path_budget: int = 1 << 20, pds_budget: int | None = FCI_PDS_BUDGET):
+        path_budget: int = 1 << 20, pds_budget: int | None = FCI_PDS_BUDGET,
+        skeleton_budget: int | None = FCI_SKELETON_BUDGET):
     """FCI: PC-stable skeleton, R0, the possible-d-sep stage, R0 again, then Zhang's R1-R10.
 
     Args:
@@ -171,6 +180,12 @@ def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int 
         nodes: token indices that are graph nodes (the others are latent: never nodes nor
             conditioning variables); for a stack, one list for all graphs or one list per graph.
         max_level: largest conditioning set in the skeleton stage.
+        skeleton_budget: most CI tests of the skeleton stage per graph (default 1,000,000,000,
+            seconds on a CPU core). Levels run whole: a level whose tests could take the stage
+            past the budget (every remaining edge counted at all its conditioning sets) does not
+            run, and ``graph.info["skeleton_capped"]`` counts the edges it would have tested
+            (0: the budget changed nothing). On a dense 1,000-node graph this stops the search
+            before level 2, which would take hours. None: no cap.
         sepsets: "first" or "all" (skeleton stage; see :func:`cleann.skeleton`).
         possible_dsep: run the possible-d-sep stage.
         max_pds_size: largest possible-d-sep subset tested. The default, 3, makes the stage
@@ -191,7 +206,8 @@ def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int 
     """
     return _learn("fci", R, num_samples, alpha, nodes, max_level=max_level, sepsets=sepsets,
                   possible_dsep=possible_dsep, max_pds_size=max_pds_size, mode="stable", backend=backend,
-                  pivot_tol=pivot_tol, num_threads=num_threads, path_budget=path_budget, pds_budget=pds_budget)
+                  pivot_tol=pivot_tol, num_threads=num_threads, path_budget=path_budget, pds_budget=pds_budget,
+                  skeleton_budget=skeleton_budget)
 
 
 def icd(R, num_samples=None, alpha: float = 0.01, nodes=None, mode: str = "stable", *,
