@@ -455,11 +455,24 @@ py::dict build_info() {
   return d;
 }
 
+// cleann.errors.ArgumentError, held for the life of the process.
+PyObject* argument_error = nullptr;
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "cleann's compiled core: batched partial-correlation CI tests, the PC-stable skeleton and PC";
-  py::register_exception<cleann::ArgumentError>(m, "ArgumentError", PyExc_ValueError);
+  // The core's argument errors arrive as cleann.errors.ArgumentError itself (a ValueError), so one
+  // except clause catches them and the Python layer's own checks alike.
+  argument_error = py::object(py::module_::import("cleann.errors").attr("ArgumentError")).release().ptr();
+  m.attr("ArgumentError") = py::handle(argument_error);
+  py::register_local_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const cleann::ArgumentError& e) {
+      PyErr_SetString(argument_error, e.what());
+    }
+  });
   m.def("partial_correlation", &partial_correlation, py::arg("corr"), py::arg("graph"), py::arg("i"), py::arg("j"),
         py::arg("cond"), py::arg("pivot_tol"), py::arg("num_threads") = 0);
   m.def("ci_test", &ci_test, py::arg("corr"), py::arg("graph"), py::arg("i"), py::arg("j"), py::arg("cond"),

@@ -12,16 +12,17 @@ import os
 import warnings
 
 from . import _core
+from .errors import ArgumentError, CleannError
 
 BACKENDS = ("auto", "cpu", "cuda", "triton", "numpy")
 GPU_BACKENDS = ("cuda", "triton")
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(CleannError, RuntimeError):
     """A backend was asked for by name but is not built or has no device here."""
 
 
-def is_cuda_tensor(x) -> bool:
+def is_cuda_tensor(x: object) -> bool:
     return type(x).__module__.startswith("torch") and getattr(x, "is_cuda", False)
 
 
@@ -80,7 +81,7 @@ def resolve(backend: str, what: str, data=None, gpu: bool = False) -> str:
     ``gpu`` says whether ``what`` has GPU kernels; without them a CUDA input runs on the CPU.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+        raise ArgumentError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     if backend == "auto":
         if gpu and is_cuda_tensor(data):
             if _cuda_error(what) is None:

@@ -7,6 +7,9 @@ with the reinstall command, and ``backend="auto"`` falls back to the NumPy refer
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
+
+from .errors import CleannError
 
 try:
     from . import _C  # type: ignore[attr-defined]
@@ -19,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised only on broken instal
 REINSTALL = "pip install --force-reinstall --no-deps --no-build-isolation --no-cache-dir cleann"
 
 
-class CoreUnavailableError(ImportError):
+class CoreUnavailableError(CleannError, ImportError):
     """The compiled module cleann._C is missing or failed to load."""
 
 
@@ -27,7 +30,7 @@ def have_core() -> bool:
     return _C is not None
 
 
-def core():
+def core() -> ModuleType:
     """The compiled module, or an error that says how to get it."""
     if _C is None:
         raise CoreUnavailableError(

@@ -10,6 +10,7 @@ from . import _backend, _core
 from ._checks import (alpha_value, budget_value, corr_stack, is_torch, level_value, num_samples_value, pivot_tol_value,
                       threads_value, to_numpy)
 from .ci import PIVOT_TOL
+from .errors import ArgumentError
 from .graph import Graph, SepsetMap
 from .oracle import DSeparation
 
@@ -33,15 +34,15 @@ def _node_lists(nodes, batched: bool, B: int, n: int) -> list[np.ndarray]:
     for b, x in enumerate(lists):
         a = to_numpy(x, "nodes")
         if a.ndim != 1 or a.size == 0:
-            raise ValueError(f"nodes must be a non-empty list of token indices, got shape {list(a.shape)}"
-                             + (f" for graph {b}" if per_graph else ""))
+            raise ArgumentError(f"nodes must be a non-empty list of token indices, got shape {list(a.shape)}"
+                                + (f" for graph {b}" if per_graph else ""))
         if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"nodes must hold integers, got dtype {a.dtype}")
+            raise ArgumentError(f"nodes must hold integers, got dtype {a.dtype}")
         if a.min() < 0 or a.max() >= n:
             bad = int(a[(a < 0) | (a >= n)][0])
-            raise ValueError(f"node {bad} out of range [0, {n})" + (f" in graph {b}" if per_graph else ""))
+            raise ArgumentError(f"node {bad} out of range [0, {n})" + (f" in graph {b}" if per_graph else ""))
         if len(np.unique(a)) != len(a):
-            raise ValueError("nodes must be distinct")
+            raise ArgumentError("nodes must be distinct")
         out.append(np.sort(a.astype(np.int64)))
     return out
 
@@ -50,7 +51,7 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
            backend, pivot_tol, num_threads, path_budget, pds_budget=None, skeleton_budget=None):
     level = level_value(max_level)
     if sepsets not in ("first", "all"):
-        raise ValueError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
+        raise ArgumentError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
     pds_cap = level_value(max_pds_size, "max_pds_size")
     pds_tests = -1 if pds_budget is None else budget_value(pds_budget, "pds_budget")
     sk_tests = -1 if skeleton_budget is None else budget_value(skeleton_budget, "skeleton_budget")
@@ -74,8 +75,8 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
         node_lists = _node_lists(nodes, False, 1, R.n)
         k = len(node_lists[0])
         if k != R.n:
-            raise ValueError("nodes cannot select a subset of a d-separation oracle's observed nodes; "
-                             "pass observed= to DSeparation instead")
+            raise ArgumentError("nodes cannot select a subset of a d-separation oracle's observed nodes; "
+                                "pass observed= to DSeparation instead")
         adj = np.ones((1, k, k), np.uint8)
         adj[0, np.arange(k), np.arange(k)] = 0
         raw = C.learn(method, None, R._dag, adj, 1.0, 0.5, 0.0, level, sepsets == "all", bool(possible_dsep),
@@ -84,7 +85,7 @@ def _learn(method: str, R, num_samples, alpha, nodes, *, max_level, sepsets, pos
         return _graphs(raw, node_lists, params, which)[0]
     params["num_samples"] = N = num_samples_value(num_samples) if num_samples is not None else None
     if N is None:
-        raise ValueError("num_samples is required (for attention: the model's hidden size)")
+        raise ArgumentError("num_samples is required (for attention: the model's hidden size)")
     params["alpha"] = a = alpha_value(alpha)
     params["ci_test"] = "fisher-z"
     given = None
@@ -224,7 +225,7 @@ def icd(R, num_samples=None, alpha: float = 0.01, nodes=None, mode: str = "stabl
     Arguments and result as in :func:`fci`; ``max_level`` caps r.
     """
     if mode not in ICD_MODES:
-        raise ValueError(f"mode must be 'stable' or 'sequential', got {mode!r}")
+        raise ArgumentError(f"mode must be 'stable' or 'sequential', got {mode!r}")
     return _learn("icd", R, num_samples, alpha, nodes, max_level=max_level, sepsets="first",
                   possible_dsep=False, max_pds_size=None, mode=mode, backend=backend, pivot_tol=pivot_tol,
                   num_threads=num_threads, path_budget=path_budget)
@@ -250,7 +251,7 @@ def abcd(attn, num_samples, alpha: float = 0.01, nodes=None, method: str = "icd"
         the whole batch are learned in one call, spread over threads.
     """
     if method not in ("icd", "fci"):
-        raise ValueError(f"method must be 'icd' or 'fci', got {method!r}")
+        raise ArgumentError(f"method must be 'icd' or 'fci', got {method!r}")
     backend = kwargs.get("backend", "auto")
     on_device = _backend.is_cuda_tensor(attn) or (backend == "triton" and _backend.triton_interpreted())
     corr, node_lists, B, H, single = _abcd_stack(attn, nodes, lengths, on_device)
@@ -274,28 +275,28 @@ def _abcd_stack(attn, nodes, lengths, on_device: bool):
 
         a = attn.detach() if is_torch(attn) else torch.from_numpy(np.asarray(attn))
         if a.is_complex() or not a.is_floating_point():
-            raise ValueError(f"attn must hold floating-point values, got dtype {a.dtype}")
+            raise ArgumentError(f"attn must hold floating-point values, got dtype {a.dtype}")
     else:
         a = to_numpy(attn, "attn")
         if a.dtype == bool or not np.issubdtype(a.dtype, np.floating):
-            raise ValueError(f"attn must hold floating-point values, got dtype {a.dtype}")
+            raise ArgumentError(f"attn must hold floating-point values, got dtype {a.dtype}")
     if a.ndim not in (3, 4) or a.shape[-1] != a.shape[-2]:
-        raise ValueError(f"attn must have shape [H, n, n] or [B, H, n, n], got {list(a.shape)}")
+        raise ArgumentError(f"attn must have shape [H, n, n] or [B, H, n, n], got {list(a.shape)}")
     single = a.ndim == 3
     if single:
         a = a[None]
     B, H, n = a.shape[0], a.shape[1], a.shape[-1]
     if B == 0 or H == 0 or n == 0:
-        raise ValueError(f"attn is empty (shape {list(a.shape)[1:] if single else list(a.shape)}): it needs at least "
-                         "one input, one head and one token")
+        raise ArgumentError(f"attn is empty (shape {list(a.shape)[1:] if single else list(a.shape)}): "
+                            "it needs at least one input, one head and one token")
     if lengths is None:
         lens = [n] * B
     else:
         lens = np.atleast_1d(to_numpy(lengths, "lengths"))
         if lens.dtype == bool or not np.issubdtype(lens.dtype, np.integer) or lens.shape != (B,):
-            raise ValueError(f"lengths must hold {B} integers, got {lens!r}")
+            raise ArgumentError(f"lengths must hold {B} integers, got {lens!r}")
         if lens.min() < 1 or lens.max() > n:
-            raise ValueError(f"lengths must be in [1, {n}], got {lens.tolist()}")
+            raise ArgumentError(f"lengths must be in [1, {n}], got {lens.tolist()}")
         lens = [int(v) for v in lens]
     per_input = nodes is not None and len(nodes) == B and len(nodes) > 0 and np.ndim(nodes[0]) == 1 and not single
     if on_device:
@@ -311,13 +312,13 @@ def _abcd_stack(attn, nodes, lengths, on_device: bool):
             bad = ~torch.isfinite(rows)
             if bool(bad.any()):
                 idx = tuple(int(v) for v in bad.nonzero()[0])
-                raise ValueError(f"attention of input {b} holds a non-finite value at (head, row, column) {idx}")
+                raise ArgumentError(f"attention of input {b} holds a non-finite value at (head, row, column) {idx}")
             corr[b * H:(b + 1) * H, :L, :L] = correlation_of_rows_tensor(rows, fused)
         else:
             rows = a[b, :, :L, :].astype(np.float64)
             if not np.isfinite(rows).all():
                 idx = tuple(int(v) for v in np.argwhere(~np.isfinite(rows))[0])
-                raise ValueError(f"attention of input {b} holds a non-finite value at (head, row, column) {idx}")
+                raise ArgumentError(f"attention of input {b} holds a non-finite value at (head, row, column) {idx}")
             r = correlation_of_rows(rows)
             for h in range(H):
                 corr[b * H + h] = np.eye(n)
@@ -328,6 +329,6 @@ def _abcd_stack(attn, nodes, lengths, on_device: bool):
         else:
             keep = _node_lists(chosen, False, 1, n)[0]
             if keep.max() >= L:
-                raise ValueError(f"node {int(keep.max())} is beyond the {L} valid tokens of input {b}")
+                raise ArgumentError(f"node {int(keep.max())} is beyond the {L} valid tokens of input {b}")
         node_lists.extend([keep] * H)
     return corr, node_lists, B, H, single

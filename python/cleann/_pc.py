@@ -9,6 +9,7 @@ import numpy as np
 from . import _backend, _core
 from ._checks import alpha_value, corr_stack, level_value, num_samples_value, pivot_tol_value, threads_value
 from .ci import PIVOT_TOL
+from .errors import ArgumentError
 from .graph import Graph
 from .skeleton import SEPSET_MODES
 
@@ -64,16 +65,16 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
         plus, for priorities 3 and 4, the collider scores'.
 
     Raises:
-        ValueError: bad shapes or values, a level reached where num_samples - l - 3 <= 0, or a
+        ArgumentError (a ValueError): bad shapes or values, a level reached where num_samples - l - 3 <= 0, or a
             neighbourhood too large for the collider scores of priorities 3, 4.
     """
     N = num_samples_value(num_samples)
     a = alpha_value(alpha)
     if sepsets not in SEPSET_MODES:
-        raise ValueError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
+        raise ArgumentError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
     if (isinstance(uc_priority, bool) or not isinstance(uc_priority, numbers.Integral)
             or int(uc_priority) not in UC_PRIORITIES):
-        raise ValueError(f"uc_priority must be 0, 1, 2, 3 or 4, got {uc_priority!r}")
+        raise ArgumentError(f"uc_priority must be 0, 1, 2, 3 or 4, got {uc_priority!r}")
     level = level_value(max_level)
     pivot_tol = pivot_tol_value(pivot_tol)
     nt = threads_value(num_threads)

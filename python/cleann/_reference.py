@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .errors import ArgumentError
+
 #: relative slack of C_ij^2 <= C_ii C_jj before a block counts as not PSD (pcorr.h kPsdSlack)
 PSD_SLACK = 1e-9
 
@@ -24,24 +26,24 @@ def attention_to_correlation(attn: np.ndarray) -> np.ndarray:
 
 
 def check_queries(num_graphs, n, graph, i, j, S) -> None:
-    """The same index checks the compiled path makes, as ValueErrors."""
+    """The same index checks the compiled path makes, as ArgumentErrors."""
     for q in range(len(i)):
         g = 0 if graph is None else int(graph[q])
         if not 0 <= g < num_graphs:
-            raise ValueError(f"graph index {g} out of range [0, {num_graphs}) (query {q})")
+            raise ArgumentError(f"graph index {g} out of range [0, {num_graphs}) (query {q})")
         if not 0 <= i[q] < n:
-            raise ValueError(f"i = {i[q]} out of range [0, {n}) (query {q})")
+            raise ArgumentError(f"i = {i[q]} out of range [0, {n}) (query {q})")
         if not 0 <= j[q] < n:
-            raise ValueError(f"j = {j[q]} out of range [0, {n}) (query {q})")
+            raise ArgumentError(f"j = {j[q]} out of range [0, {n}) (query {q})")
         if i[q] == j[q]:
-            raise ValueError(f"i == j == {i[q]} (query {q})")
+            raise ArgumentError(f"i == j == {i[q]} (query {q})")
         for s in S[q]:
             if not 0 <= s < n:
-                raise ValueError(f"S contains {s}, out of range [0, {n}) (query {q})")
+                raise ArgumentError(f"S contains {s}, out of range [0, {n}) (query {q})")
             if s in (i[q], j[q]):
-                raise ValueError(f"S contains i or j ({s}) (query {q})")
+                raise ArgumentError(f"S contains i or j ({s}) (query {q})")
         if len(set(S[q].tolist())) != len(S[q]):
-            raise ValueError(f"S contains a node twice (query {q})")
+            raise ArgumentError(f"S contains a node twice (query {q})")
 
 
 def is_singular(R: np.ndarray, i: int, j: int, S, pivot_tol: float) -> bool:
@@ -143,7 +145,7 @@ def skeleton(R, num_samples, alpha=0.01, max_level=None, sepsets="first", pivot_
         if not edges:
             break
         if not num_samples - level - 3 > 0:
-            raise ValueError(f"num_samples too small for conditioning sets of size {level}")
+            raise ArgumentError(f"num_samples too small for conditioning sets of size {level}")
         t = s = 0
         for i, j in edges:
             tried = set()

@@ -17,6 +17,7 @@ from ._checks import (
     threads_value,
     to_numpy,
 )
+from .errors import ArgumentError
 
 #: A conditioning block whose Cholesky pivot or residual variance falls under this counts as
 #: singular: the test answers "dependent" and the result counts it.
@@ -61,20 +62,20 @@ def _query_arrays(i, j, S, graph, num_graphs: int, batched: bool):
             np.zeros((len(i_arr), 0), np.int64) if S is None else index_array(S, "S", 2)
         )
     if len(j_arr) != len(i_arr):
-        raise ValueError(f"i and j must have the same length, got {len(i_arr)} and {len(j_arr)}")
+        raise ArgumentError(f"i and j must have the same length, got {len(i_arr)} and {len(j_arr)}")
     if S_arr.shape[0] != len(i_arr):
-        raise ValueError(f"S must have shape [q, l] with q = {len(i_arr)}, got {list(S_arr.shape)}")
+        raise ArgumentError(f"S must have shape [q, l] with q = {len(i_arr)}, got {list(S_arr.shape)}")
     g_arr = None
     if batched:
         if graph is None:
-            raise ValueError(f"graph (one index per query) is needed with a stack of {num_graphs} matrices")
+            raise ArgumentError(f"graph (one index per query) is needed with a stack of {num_graphs} matrices")
         g_arr = index_array(np.atleast_1d(to_numpy(graph, "graph")), "graph", 1)
         if len(g_arr) != len(i_arr):
-            raise ValueError(f"graph must have shape [{len(i_arr)}], got {list(g_arr.shape)}")
+            raise ArgumentError(f"graph must have shape [{len(i_arr)}], got {list(g_arr.shape)}")
     elif graph is not None:
         g = index_array(np.atleast_1d(to_numpy(graph, "graph")), "graph", 1)
         if np.any(g != 0):
-            raise ValueError("graph indices other than 0 given for a single [n, n] matrix")
+            raise ArgumentError("graph indices other than 0 given for a single [n, n] matrix")
     return g_arr, i_arr, j_arr, S_arr, scalar
 
 
@@ -148,17 +149,17 @@ def fisher_z_pvalue(r, num_samples, cond_size):
         cond_size: |S|, an int or an array broadcastable to ``r``.
 
     Raises:
-        ValueError: N - |S| - 3 <= 0, a negative cond_size, or non-numeric input.
+        ArgumentError (a ValueError): N - |S| - 3 <= 0, a negative cond_size, or non-numeric input.
     """
     N = num_samples_value(num_samples)
     r_arr = to_numpy(r, "r")
     if r_arr.dtype == bool or not (np.issubdtype(r_arr.dtype, np.floating) or np.issubdtype(r_arr.dtype, np.integer)):
-        raise ValueError(f"r must be numeric, got dtype {r_arr.dtype}")
+        raise ArgumentError(f"r must be numeric, got dtype {r_arr.dtype}")
     l_arr = to_numpy(cond_size, "cond_size")
     if l_arr.dtype == bool or not np.issubdtype(l_arr.dtype, np.integer):
-        raise ValueError(f"cond_size must be an integer or integer array, got dtype {l_arr.dtype}")
+        raise ArgumentError(f"cond_size must be an integer or integer array, got dtype {l_arr.dtype}")
     if np.any(l_arr < 0):
-        raise ValueError("cond_size must be >= 0")
+        raise ArgumentError("cond_size must be >= 0")
     check_dof(N, int(l_arr.max()) if l_arr.size else 0)
     r_b, l_b = np.broadcast_arrays(r_arr.astype(np.float64), l_arr.astype(np.int64))
     flat_r = np.ascontiguousarray(r_b.ravel())
@@ -184,7 +185,7 @@ def ci_test(R, i, j, S=None, num_samples=None, alpha: float = 0.01, graph=None, 
     On a GPU backend the fields are torch tensors on R's device.
     """
     if num_samples is None:
-        raise ValueError("num_samples is required")
+        raise ArgumentError("num_samples is required")
     N = num_samples_value(num_samples)
     a = alpha_value(alpha)
     nt = threads_value(num_threads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import first_index, is_torch
+from .errors import ArgumentError
 
 
 def attention_to_correlation(attn, backend: str = "auto"):
@@ -26,13 +27,13 @@ def attention_to_correlation(attn, backend: str = "auto"):
         float64 correlation [..., n, n] of the same kind (NumPy in, NumPy out; torch in, torch out).
 
     Raises:
-        ValueError: non-square or fewer than 2 dimensions, non-floating dtype, NaN/Inf, or a token
+        ArgumentError (a ValueError): non-square or fewer than 2 dimensions, non-floating dtype, NaN/Inf, or a token
             whose attention row is all zero (the message names the offending index).
     """
     from . import _backend
 
     if backend not in _backend.BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, _backend.BACKENDS))}, got {backend!r}")
+        raise ArgumentError(f"backend must be one of {', '.join(map(repr, _backend.BACKENDS))}, got {backend!r}")
     use_triton = backend == "triton" or (backend == "auto" and _backend.is_cuda_tensor(attn)
                                           and _backend.triton_error("attention_to_correlation", attn) is None)
     if use_triton:
@@ -52,7 +53,7 @@ def attention_to_correlation(attn, backend: str = "auto"):
     bad = ~np.isfinite(a)
     if bad.any():
         idx = first_index(bad)
-        raise ValueError(f"attention holds a non-finite value ({a[idx]}) at index {idx}")
+        raise ArgumentError(f"attention holds a non-finite value ({a[idx]}) at index {idx}")
     return correlation_of_rows(a)
 
 
@@ -61,7 +62,8 @@ def correlation_of_rows(a: np.ndarray) -> np.ndarray:
     zero = ~np.any(a != 0, axis=-1)
     if zero.any():
         idx = first_index(zero)
-        raise ValueError(f"attention row {idx} is all zero: that token attends to nothing, its correlation is undefined")
+        raise ArgumentError(f"attention row {idx} is all zero: that token attends to nothing, "
+                            "its correlation is undefined")
     # corr(A A^T) does not depend on the scale of a row: dividing each row by its largest entry
     # first keeps A A^T clear of overflow (rows scaled by 1e160) and underflow (1e-170, subnormals).
     a = a / np.max(np.abs(a), axis=-1, keepdims=True)
@@ -83,7 +85,8 @@ def correlation_of_rows_tensor(a, fused: bool):
     zero = ~(a != 0).any(dim=-1)
     if bool(zero.any()):
         idx = tuple(int(v) for v in zero.nonzero()[0])
-        raise ValueError(f"attention row {idx} is all zero: that token attends to nothing, its correlation is undefined")
+        raise ArgumentError(f"attention row {idx} is all zero: that token attends to nothing, "
+                            "its correlation is undefined")
     a = a / a.abs().amax(dim=-1, keepdim=True)  # row scale cannot overflow or underflow A A^T
     if fused:
         from .kernels import attention_correlation
@@ -100,9 +103,9 @@ def correlation_of_rows_tensor(a, fused: bool):
 
 def _check_shape_dtype(shape, dtype, is_float: bool) -> None:
     if len(shape) < 2 or shape[-1] != shape[-2]:
-        raise ValueError(f"attention must have shape [..., n, n], got {list(shape)}")
+        raise ArgumentError(f"attention must have shape [..., n, n], got {list(shape)}")
     if not is_float:
-        raise ValueError(f"attention must hold floating-point values, got dtype {dtype}")
+        raise ArgumentError(f"attention must hold floating-point values, got dtype {dtype}")
 
 
 def _torch_correlation(attn, fused: bool = False):
@@ -113,5 +116,5 @@ def _torch_correlation(attn, fused: bool = False):
     bad = ~torch.isfinite(a)
     if bool(bad.any()):
         idx = tuple(int(v) for v in bad.nonzero()[0])
-        raise ValueError(f"attention holds a non-finite value ({float(a[idx])}) at index {idx}")
+        raise ArgumentError(f"attention holds a non-finite value ({float(a[idx])}) at index {idx}")
     return correlation_of_rows_tensor(a, fused)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ArgumentError
+
 
 class DSeparation:
     """Answers "i _||_ j | S" by d-separation in a DAG; pass it to :func:`cleann.fci` or
@@ -25,23 +27,23 @@ class DSeparation:
             index = {v: k for k, v in enumerate(names)}
             edges = [(index[a], index[b]) for a, b in dag.edges]
             if not nx.is_directed_acyclic_graph(dag):
-                raise ValueError("dag has a directed cycle")
+                raise ArgumentError("dag has a directed cycle")
         else:
             m = np.asarray(dag)
             if m.ndim != 2 or m.shape[0] != m.shape[1]:
-                raise ValueError(f"dag must be a networkx.DiGraph or a square matrix, got shape {list(m.shape)}")
+                raise ArgumentError(f"dag must be a networkx.DiGraph or a square matrix, got shape {list(m.shape)}")
             names = list(range(m.shape[0]))
             index = {v: v for v in names}
             edges = [(int(a), int(b)) for a, b in np.argwhere(m != 0)]
             if any(a == b for a, b in edges):
-                raise ValueError("dag has a self-loop")
+                raise ArgumentError("dag has a self-loop")
             _check_acyclic(len(names), edges)
         observed = list(names) if observed is None else list(observed)
         missing = [v for v in observed if v not in index]
         if missing:
-            raise ValueError(f"observed nodes {missing[:5]} are not in the DAG")
+            raise ArgumentError(f"observed nodes {missing[:5]} are not in the DAG")
         if len(set(observed)) != len(observed):
-            raise ValueError("observed nodes must be distinct")
+            raise ArgumentError("observed nodes must be distinct")
         # Renumber: observed nodes first (0..k-1), latent after.
         order = [index[v] for v in observed] + [index[v] for v in names if v not in set(observed)]
         pos = {old: new for new, old in enumerate(order)}
@@ -75,4 +77,4 @@ def _check_acyclic(n: int, edges) -> None:
             if indeg[w] == 0:
                 stack.append(w)
     if seen != n:
-        raise ValueError("dag has a directed cycle")
+        raise ArgumentError("dag has a directed cycle")

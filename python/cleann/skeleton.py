@@ -10,6 +10,7 @@ from . import _backend, _core, _reference
 from ._checks import (alpha_value, corr_stack, level_value, num_samples_value, pivot_tol_value, threads_value,
                       to_numpy)
 from .ci import PIVOT_TOL
+from .errors import ArgumentError
 
 SEPSET_MODES = ("first", "all")
 
@@ -177,12 +178,12 @@ def skeleton(R, num_samples, alpha: float = 0.01, max_level: int | None = None, 
         num_threads: threads for the compiled path (None: all).
 
     Raises:
-        ValueError: bad shapes or values, or a level reached where num_samples - l - 3 <= 0.
+        ArgumentError (a ValueError): bad shapes or values, or a level reached where num_samples - l - 3 <= 0.
     """
     N = num_samples_value(num_samples)
     a = alpha_value(alpha)
     if sepsets not in SEPSET_MODES:
-        raise ValueError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
+        raise ArgumentError(f"sepsets must be 'first' or 'all', got {sepsets!r}")
     level = level_value(max_level)
     pivot_tol = pivot_tol_value(pivot_tol)
     nt = threads_value(num_threads)
@@ -220,10 +221,10 @@ def _start_graph(adjacency, shape, batched: bool) -> np.ndarray:
         return adj
     a0 = to_numpy(adjacency, "adjacency")
     if a0.dtype.kind not in "biuf":
-        raise ValueError(f"adjacency must hold booleans or numbers (nonzero: an edge), got dtype {a0.dtype}")
+        raise ArgumentError(f"adjacency must hold booleans or numbers (nonzero: an edge), got dtype {a0.dtype}")
     if a0.shape != (tuple(shape) if batched else tuple(shape[1:])):
-        raise ValueError(f"adjacency must have the shape of R {list(shape if batched else shape[1:])}, "
-                         f"got {list(a0.shape)}")
+        raise ArgumentError(f"adjacency must have the shape of R {list(shape if batched else shape[1:])}, "
+                            f"got {list(a0.shape)}")
     return np.ascontiguousarray(a0.reshape(shape) != 0, dtype=np.uint8)
 
 
@@ -233,11 +234,11 @@ def _check_start_graph(adj: np.ndarray) -> None:
     loops = adj[:, np.arange(n), np.arange(n)] != 0
     if loops.any():
         b, i = np.argwhere(loops)[0]
-        raise ValueError(f"initial adjacency has a self-loop at graph {b}, node {i}")
+        raise ArgumentError(f"initial adjacency has a self-loop at graph {b}, node {i}")
     asym = adj != adj.transpose(0, 2, 1)
     if asym.any():
         b, i, j = np.argwhere(asym)[0]
-        raise ValueError(f"initial adjacency is not symmetric at graph {b}, ({i}, {j})")
+        raise ArgumentError(f"initial adjacency is not symmetric at graph {b}, ({i}, {j})")
 
 
 def _gpu_skeleton(which, R, adjacency, N, alpha, max_level, pivot_tol):
