@@ -4,8 +4,6 @@ import pytest
 import cleann
 from cleann.graph import ARROW, CIRCLE, TAIL, Graph, from_causallearn, to_causallearn
 
-
-
 def _example():
     # 0 --> 1, 1 <-> 2, 2 o-> 3, 3 o-o 4, 0 --- 4
     m = np.zeros((5, 5), np.int8)
@@ -33,18 +31,35 @@ def test_edges_and_strings():
 def test_to_networkx():
     nxg = _example().to_networkx()
     assert sorted(nxg.nodes) == [3, 5, 6, 8, 9]
-    assert nxg.nodes[5]["label"] == "cat"
-    assert nxg.edges[3, 5]["edge"] == "-->"
-    assert nxg.edges[6, 8]["edge"] == "o->" and nxg.edges[6, 8]["source_mark"] == "circle"
-    assert nxg.edges[5, 6]["edge"] == "<->"
-    assert nxg.number_of_edges() == 5
+    assert nxg.nodes[5] == {"label": "cat", "position": 1}
+    # only the --> edge is an arc; every edge is listed with its marks
+    assert list(nxg.edges) == [(3, 5)]
+    assert nxg.graph["kind"] == "PAG"
+    assert nxg.graph["edges"] == [(3, 5, "-->"), (3, 9, "---"), (5, 6, "<->"), (6, 8, "o->"), (8, 9, "o-o")]
+
+
+def test_to_networkx_keeps_pag_semantics_for_ancestors():
+    import networkx as nx
+
+    nxg = _example().to_networkx()
+    # sat o-> on and cat <-> sat are not causal arcs: sat is no ancestor of on, nor cat of sat
+    assert nx.ancestors(nxg, 8) == set() and nx.ancestors(nxg, 6) == set()
+    assert nx.ancestors(nxg, 5) == {3}
 
 
 def test_directed_edge_points_from_tail():
     m = np.zeros((2, 2), np.int8)
     m[1, 0], m[0, 1] = ARROW, TAIL  # 1 --> 0
     nxg = Graph(m).to_networkx()
-    assert list(nxg.edges) == [(1, 0)] and nxg.edges[1, 0]["edge"] == "-->"
+    assert list(nxg.edges) == [(1, 0)] and nxg.graph["edges"] == [(1, 0, "-->")]
+
+
+def test_to_networkx_labels_argument():
+    nxg = _example().to_networkx(labels=list("abcde"))
+    assert [nxg.nodes[t]["label"] for t in sorted(nxg.nodes)] == list("abcde")
+    assert Graph(np.zeros((2, 2), np.int8), nodes=[4, 7]).to_networkx().nodes[7]["label"] == "7"
+    with pytest.raises(cleann.ArgumentError, match="labels must have 5"):
+        _example().to_networkx(labels=["a"])
 
 
 def test_to_dot():
@@ -92,7 +107,7 @@ def test_causallearn_generalgraph_object():
     (np.array([[0.0, 2.0], [3.0, 0.0]]), "integers"),
 ])
 def test_bad_marks(marks, msg):
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(cleann.ArgumentError, match=msg):
         Graph(marks)
 
 
