@@ -292,7 +292,7 @@ _CSS = """
 .cleann-report .summary td,.cleann-report .summary th{padding:.1em .8em .1em 0;text-align:left}
 .cleann-report .warn{background:#fff3cd;border:1px solid #e0c060;padding:.1em .4em;border-radius:3px}
 .cleann-report .text{font-size:1.05em;line-height:2.1}
-.cleann-report .tok{padding:.15em .2em;border-radius:3px;margin-right:.15em;white-space:pre}
+.cleann-report .tok{padding:.15em .2em;border-radius:3px;white-space:pre}
 .cleann-report .tok.target{outline:2px solid #1f5fbf;outline-offset:1px}
 .cleann-report .scale{display:flex;align-items:center;gap:.5em;font-size:.85em;margin:.3em 0}
 .cleann-report .scale .bar{width:12em;height:.8em;border:1px solid #999;
@@ -441,7 +441,7 @@ def _text(res, scores) -> str:
             else "the fraction of the smallest explanations that contain the token")
     scale = (f'<div class="scale">token score ({_esc(what)}): <span>0</span><span class="bar"></span>'
              '<span>1</span>; the target is outlined</div>')
-    return f'<p class="text">{"".join(spans)}</p>{scale}'
+    return f'<p class="text">{" ".join(spans)}</p>{scale}'
 
 
 def _sets_table(res, limit: int = 40) -> str:
