@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 from cleann.render import explanation_html  # noqa: E402
 from test_report import chromium, demo_result, run_chromium  # noqa: E402
 
-SIZES = {12: (1100, 1250), 100: (1100, 1650), 400: (1100, 1700)}
+SIZES = {12: (1100, 1550), 100: (1100, 1650), 400: (1100, 1700)}
 
 
 def main() -> int:
