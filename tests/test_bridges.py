@@ -429,19 +429,24 @@ def test_typing_files_ship_in_the_package():
 
 
 MYPY_SNIPPET = """
+import networkx as nx
 import numpy as np
 import cleann
-from cleann.graph import Graph, from_networkx, to_causallearn
+from cleann.graph import Graph, from_causallearn, from_networkx, to_causallearn
 
-g: Graph = cleann.graph.Graph(np.zeros((3, 3), dtype=np.int8), nodes=[1, 4, 6])
+g = cleann.graph.Graph(np.zeros((3, 3), dtype=np.int8), nodes=[1, 4, 6], labels=["a", "b", "c"])
 parents: list[int] = g.parents(g.position(4))
-possible: list[int] = g.possible_ancestors(0)
-back: Graph = from_networkx(g.to_networkx())
-names = to_causallearn(g, as_array=True)
+tokens = g.nodes[g.possible_ancestors(0)]
+nxg: nx.DiGraph = g.to_networkx()
+back: Graph = from_networkx(nxg)
+again: Graph = from_causallearn(to_causallearn(g, as_array=True), nodes=[1, 4, 6])
+R = cleann.attention_to_correlation(np.full((3, 3), 1 / 3))
+pag = cleann.icd(np.eye(3), 100)
 try:
     cleann.skeleton(np.eye(3), 10)
 except cleann.ArgumentError as exc:
     err: cleann.CleannError = exc
+    also: ValueError = exc
 """
 
 

@@ -16,7 +16,7 @@ try:
 
     _IMPORT_ERROR: Exception | None = None
 except ImportError as exc:  # pragma: no cover - exercised only on broken installs
-    _C = None
+    _C = None  # type: ignore[assignment]
     _IMPORT_ERROR = exc
 
 REINSTALL = "pip install --force-reinstall --no-deps --no-build-isolation --no-cache-dir cleann"

@@ -170,7 +170,7 @@ def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int 
         sepsets: str = "first", possible_dsep: bool = True, max_pds_size: int | None = FCI_MAX_PDS_SIZE,
         backend: str = "auto", pivot_tol: float = PIVOT_TOL, num_threads: int | None = None,
         path_budget: int = 1 << 20, pds_budget: int | None = FCI_PDS_BUDGET,
-        skeleton_budget: int | None = FCI_SKELETON_BUDGET):
+        skeleton_budget: int | None = FCI_SKELETON_BUDGET) -> Graph | list[Graph]:
     """FCI: PC-stable skeleton, R0, the possible-d-sep stage, R0 again, then Zhang's R1-R10.
 
     Args:
@@ -213,7 +213,7 @@ def fci(R, num_samples=None, alpha: float = 0.01, *, nodes=None, max_level: int 
 
 def icd(R, num_samples=None, alpha: float = 0.01, nodes=None, mode: str = "stable", *,
         max_level: int | None = None, backend: str = "auto", pivot_tol: float = PIVOT_TOL,
-        num_threads: int | None = None, path_budget: int = 1 << 20):
+        num_threads: int | None = None, path_budget: int = 1 << 20) -> Graph | list[Graph]:
     """ICD (iterative causal discovery): a PAG, refined by conditioning-set size.
 
     Iteration r tests each remaining edge with sets of size r (r = 0: none; r = 1: single
@@ -233,7 +233,7 @@ def icd(R, num_samples=None, alpha: float = 0.01, nodes=None, mode: str = "stabl
 
 def abcd(attn, num_samples, alpha: float = 0.01, nodes=None, method: str = "icd", *, lengths=None,
          mode: str = "stable", max_level: int | None = None, num_threads: int | None = None,
-         pivot_tol: float = PIVOT_TOL, **kwargs):
+         pivot_tol: float = PIVOT_TOL, **kwargs) -> list[Graph] | list[list[Graph]]:
     """Attention-based causal discovery: one PAG per (input, head).
 
     Args:

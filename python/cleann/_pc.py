@@ -22,7 +22,7 @@ PC_MAX_LEVEL = 8
 
 def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority: int = 2,
        max_level: int | None = PC_MAX_LEVEL, backend: str = "auto", num_threads: int | None = None, *,
-       pivot_tol: float = PIVOT_TOL):
+       pivot_tol: float = PIVOT_TOL) -> Graph | list[Graph]:
     """PC with Fisher-z CI tests: PC-stable skeleton, unshielded colliders, Meek's rules R1-R3.
 
     The orientation is causal-learn's (``pc(data, alpha, fisherz, True, 0, uc_priority)``, version

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +106,7 @@ def _gpu_queries(which, R, i, j, S, graph, num_samples, alpha, pivot_tol):
 
 
 def partial_correlation(R, i, j, S=None, graph=None, backend: str = "auto", *, pivot_tol: float = PIVOT_TOL,
-                        num_threads: int | None = None):
+                        num_threads: int | None = None) -> Any:
     """Partial correlations rho(i, j | S) for a batch of queries.
 
     Args:
@@ -137,7 +138,7 @@ def partial_correlation(R, i, j, S=None, graph=None, backend: str = "auto", *, p
     return float(rho[0]) if scalar else rho
 
 
-def fisher_z_pvalue(r, num_samples, cond_size):
+def fisher_z_pvalue(r: Any, num_samples: float, cond_size: Any) -> float | np.ndarray:
     """Two-sided Fisher-z p-value: ``erfc(sqrt(N - |S| - 3) |atanh r| / sqrt 2)``.
 
     ``|r| >= 1`` gives 0 (dependent), and so does NaN, which marks a singular conditioning block in

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ._checks import first_index, is_torch
 from .errors import ArgumentError
 
 
-def attention_to_correlation(attn, backend: str = "auto"):
+def attention_to_correlation(attn: Any, backend: str = "auto") -> Any:
     """Correlation matrix of ``C = A A^T`` for attention ``A`` (rows are probabilities).
 
     Reading z_i = sum_j A_ij v_j with independent, equal-variance exogenous v_j gives

@@ -23,6 +23,7 @@ from .errors import ArgumentError
 
 if TYPE_CHECKING:
     import networkx as nx
+    import numpy.typing as npt
 
 NONE, CIRCLE, ARROW, TAIL = 0, 1, 2, 3
 _SYMBOL_AT_SOURCE = {CIRCLE: "o", ARROW: "<", TAIL: "-"}
@@ -76,14 +77,20 @@ class Graph:
     """
 
     marks: np.ndarray
-    nodes: np.ndarray | None = None
+    nodes: np.ndarray = None  # type: ignore[assignment]  # None: 0..k-1, filled in by __post_init__
     kind: str = "PAG"
     labels: list[str] | None = None
     params: dict = field(default_factory=dict)
     tests_per_level: np.ndarray | None = None
     backend: str | None = None
-    sepsets: dict = field(default_factory=dict)
+    sepsets: Mapping = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+
+    if TYPE_CHECKING:  # what the generated __init__ accepts: array-likes, converted by __post_init__
+        def __init__(self, marks: npt.ArrayLike, nodes: npt.ArrayLike | None = None, kind: str = "PAG",
+                     labels: Sequence[str] | None = None, params: dict | None = None,
+                     tests_per_level: np.ndarray | None = None, backend: str | None = None,
+                     sepsets: Mapping | None = None, info: dict | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         self.marks = check_marks(self.marks)
@@ -282,7 +289,7 @@ def _parse_edge(edge: object) -> tuple[int, int]:
 
 
 def _is_token(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 0
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and bool(v >= 0)
 
 
 def from_networkx(G: nx.Graph, kind: str | None = None) -> Graph:
@@ -493,7 +500,7 @@ class SepsetMap(Mapping):
         e = self._lookup()[tuple(key)]
         return tuple(self._members[self._offset[e]:self._offset[e + 1]].tolist())
 
-    def __contains__(self, key: object) -> bool:
+    def __contains__(self, key: Any) -> bool:
         try:
             return tuple(key) in self._lookup()
         except TypeError:
@@ -521,10 +528,10 @@ def _sepset_arrays(sepsets: Mapping, k: int) -> tuple[np.ndarray, np.ndarray, np
     keys = sorted(sepsets)
     i = np.array([min(a, b) for a, b in keys], dtype=np.int64)
     j = np.array([max(a, b) for a, b in keys], dtype=np.int64)
-    members = [int(v) for key in keys for v in sepsets[key]]
+    flat = [int(v) for key in keys for v in sepsets[key]]
     offset = np.zeros(len(keys) + 1, dtype=np.int64)
     offset[1:] = np.cumsum([len(sepsets[key]) for key in keys])
-    return i, j, offset, np.asarray(members, dtype=np.int32)
+    return i, j, offset, np.asarray(flat, dtype=np.int32)
 
 
 def orient(graph: Graph | np.ndarray, sepsets: Mapping | None = None, rules: Iterable[int] = range(1, 11),

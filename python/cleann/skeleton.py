@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +85,7 @@ class SepSets:
     def __getitem__(self, key) -> tuple[int, ...]:
         return self.all(key)[0]
 
-    def get(self, key, default=None):
+    def get(self, key: tuple[int, ...], default: Any = None) -> Any:
         try:
             return self[key]
         except KeyError:
@@ -104,13 +106,13 @@ class SepSets:
     def __len__(self) -> int:
         return len(self._index)
 
-    def keys(self):
+    def keys(self) -> Iterator[tuple[int, ...]]:
         for b, i, j in self._index:
             yield (b, i, j) if self._batched else (i, j)
 
     __iter__ = keys
 
-    def items(self):
+    def items(self) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
         for k in self.keys():
             yield k, self[k]
 
