@@ -6,7 +6,6 @@ Usage errors print one line and exit with code 2; nothing prints a traceback for
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import sys
 import warnings
@@ -35,6 +34,16 @@ def _explainer_options(p: argparse.ArgumentParser) -> None:
                    help="largest explanation tried (default: every candidate token)")
     p.add_argument("--method", default="icd", choices=["icd", "fci"])
     p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--label", default=None,
+                   help="explain this label (a zero-shot label, a classifier's label, or a token) instead of the "
+                        "prediction")
+    p.add_argument("--goal", default="auto", choices=["auto", "lose", "win"],
+                   help="with --label: lose (the label is the prediction: sets whose removal makes it lose), win "
+                        "(another label: sets whose removal makes it win); auto (default) picks the one that fits")
+    p.add_argument("--layer", type=int, default=-1, help="attention layer whose heads give the graphs (default -1, "
+                                                           "the last)")
+    p.add_argument("--replacement", default="pad",
+                   help="what replaces a removed token: pad (default), mask, unk, or a token of the vocabulary")
     p.add_argument("--allow-new-head", action="store_true",
                    help="use a checkpoint that lacks the task's head (it gets random weights: predictions change "
                         "from run to run)")
@@ -60,6 +69,8 @@ def _check_explainer_options(args) -> None:
         raise UsageError("--max-size must be at least 1")
     if not 0 < args.alpha < 1:
         raise UsageError("--alpha must be in (0, 1)")
+    if args.goal == "win" and args.label is None:
+        raise UsageError("--goal win needs --label: the label that should win")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,9 +151,10 @@ def _explain(args) -> int:
     try:
         explainer = Explainer(model, tokenizer, task=args.task, labels=args.labels, template=args.template,
                               heads=args.heads, method=args.method, alpha=args.alpha, max_size=args.max_size,
-                              search=args.search, budget=args.budget)
+                              search=args.search, budget=args.budget, label=args.label, goal=args.goal,
+                              layer=args.layer, replacement=args.replacement)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_option_message(exc)) from None
     try:
         res = explainer.explain(args.text, target=args.target)
     except CaptureError as exc:
@@ -155,7 +167,13 @@ def _explain(args) -> int:
     if args.json:
         print(json.dumps(res.to_dict(), indent=1))
     else:
-        print(f"prediction: {res.prediction} (margin {res.margin:.4g})")
+        scores = ", ".join(f"{x['label']} {x['score']:.4g}" for x in res.scores)
+        print(f"prediction: {res.prediction} (margin {res.margin:.4g}; {res.score_kind}: {scores})")
+        if res.low_margin:
+            print("warning: a near tie: the best two scores are closer than the low-margin threshold, so removing "
+                  "almost any token may flip the prediction", file=sys.stderr)
+        if res.label != res.prediction or args.label is not None:
+            print(f"explaining: {res.label} ({'make it lose its lead' if res.goal == 'lose' else 'make it win'})")
         print(f"target: {res.tokens[res.target]} (position {res.target})")
         if res.smallest:
             proof = "proven minimal: every smaller set was judged" if res.minimal_proven else \
@@ -164,6 +182,12 @@ def _explain(args) -> int:
             for s, m in zip(res.smallest, res.margins):
                 print("  " + ", ".join(f"{res.tokens[p]} ({p})" for p in s) + ("" if m is None else f"  margin {m:.4g}"))
             print("text: " + _marked(res.tokens, res.target, res.smallest))
+            ranked = sorted((p for p, v in enumerate(res.token_scores) if v > 0), key=lambda p: -res.token_scores[p])
+            print("token scores (share of the smallest sets holding the token): "
+                  + ", ".join(f"{res.tokens[p]} ({p}) {res.token_scores[p]:.2f}" for p in ranked[:10]))
+            if res.comprehensiveness is not None:
+                print(f"faithfulness of the first: comprehensiveness {res.comprehensiveness:.4g}, sufficiency "
+                      f"{res.sufficiency:.4g} ({res.score_kind} of {res.label})")
         else:
             why = (f"the budget of {res.budget} model sequences ran out first" if res.status == "budget" else
                    f"the {res.search} search ended without one")
@@ -194,6 +218,15 @@ def _explain(args) -> int:
     if args.out:
         _write_report(args.out, res)
     return 0
+
+
+def _option_message(exc: ValueError) -> str:
+    """An explainer's argument error in the CLI's words (--label for label=, and so on)."""
+    text = str(exc)
+    for word, flag in (("label ", "--label "), ("replacement", "--replacement"), ("layer ", "--layer ")):
+        if text.startswith(word):
+            return flag + text[len(word):]
+    return text
 
 
 def _write_report(path, res) -> None:

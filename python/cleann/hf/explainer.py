@@ -24,6 +24,10 @@ from .testers import (MaskedTokenTester, NextTokenTester, SequenceClassification
                       embed_labels, score_many)
 
 TASKS = ("zero-shot", "sequence-classification", "masked-token", "next-token")
+#: A prediction is a near tie (``low_margin``) when its best two scores differ by less than this,
+#: on the scale the result reports them: cosines (zero-shot) or probabilities.
+LOW_MARGIN = {"cosine": 0.01, "probability": 0.05}
+REPLACEMENTS = ("pad", "mask", "unk")
 
 
 def default_model_path() -> str:
@@ -129,6 +133,16 @@ class TextExplanation:
     best: tuple | None = None  # no explanation: the judged set with the lowest margin (not an explanation)
     best_margin: float | None = None
     budget: int | None = None
+    label: str | None = None  # the label (or token) explained: the prediction unless one was chosen
+    goal: str = "lose"  # "lose": sets whose removal make `label` lose its lead; "win": make it win
+    scores: list = field(default_factory=list)  # [{"label", "score"}], best first (tokens: the top 5)
+    score_kind: str = "probability"  # or "cosine" (zero-shot)
+    low_margin: bool = False  # the best two scores differ by less than LOW_MARGIN[score_kind]
+    token_scores: list = field(default_factory=list)  # per position, see token_scores_of
+    comprehensiveness: float | None = None  # ERASER's, of the first smallest explanation
+    sufficiency: float | None = None
+    layer: int = -1
+    replacement: str = "pad"
 
     @property
     def smallest(self) -> list[tuple[int, ...]]:
@@ -154,7 +168,36 @@ class TextExplanation:
                        "edges": [[int(h.graph.nodes[a]), int(h.graph.nodes[b]), m_a, m_b]
                                  for a, b, m_a, m_b in h.graph.edges()]} for h in self.heads],
             "counts": self.counts, "seconds": self.seconds,
+            "label": self.label, "goal": self.goal, "scores": [dict(x) for x in self.scores],
+            "score_kind": self.score_kind, "low_margin": self.low_margin, "token_scores": list(self.token_scores),
+            "comprehensiveness": self.comprehensiveness, "sufficiency": self.sufficiency,
+            "layer": self.layer, "replacement": self.replacement,
         }
+
+    def to_html(self, **kwargs) -> str:
+        """A standalone HTML report: the prediction, the explanations, token scores and the graph
+        around the target (see :func:`cleann.render.explanation_html`)."""
+        from ..render import explanation_html
+
+        return explanation_html(self, **kwargs)
+
+    def _repr_html_(self) -> str:
+        from ..render import explanation_fragment
+
+        return explanation_fragment(self)
+
+
+def token_scores_of(n: int, heads) -> list[float]:
+    """Per token position in [0, 1]: over the heads that found explanations, the mean fraction of
+    a head's smallest sets that hold the token (1: in every set of every such head; all 0 when no
+    head found one)."""
+    scores = [0.0] * n
+    with_sets = [h for h in heads if h.sets]
+    for h in with_sets:
+        for s in h.sets:
+            for p in s:
+                scores[p] += 1.0 / (len(h.sets) * len(with_sets))
+    return scores
 
 
 @dataclass
@@ -194,13 +237,27 @@ class Explainer:
             larger than the smallest explanation found for the text).
         batch_size: sequences per counterfactual forward pass; the candidate sets of all texts
             of a call share the passes, padded to the longest in each.
+        layer: the attention layer whose heads give the graphs (default -1: the deepest).
+        label: explain this label (a zero-shot label, a classifier's label name or index, or a
+            token for the token tasks) instead of the prediction; ``goal``: "lose" (``label`` is
+            the prediction: the smallest sets whose removal makes it lose its lead), "win" (another
+            label: the smallest sets whose removal makes it the prediction) or "auto" (default:
+            "lose" for the prediction, else "win"). A text where the goal does not fit fails with
+            a message saying which goal does.
+        replacement: what replaces a removed token: "pad" (default), "mask", "unk" or a token of
+            the tokenizer's vocabulary.
+        low_margin: the near-tie threshold on the best two scores (default LOW_MARGIN by score
+            kind: 0.01 for cosines, 0.05 for probabilities).
+        faithfulness: compute ERASER's comprehensiveness and sufficiency of each text's first
+            smallest explanation (two more sequences per explained text, one pass).
     """
 
     def __init__(self, model, tokenizer, task: str = "zero-shot", labels: Sequence[str] | None = None,
                  template: str = "This review is {label}.", heads: Sequence[int] | None = None, method: str = "icd",
                  alpha: float = 0.01, max_size: int | None = None, batch_size: int = 256, layer: int = -1,
                  search: str = "guided", budget: int | None = None, per_head_minimum: bool = False,
-                 num_samples: int | None = None):
+                 num_samples: int | None = None, label: str | int | None = None, goal: str = "auto",
+                 replacement: str = "pad", low_margin: float | None = None, faithfulness: bool = True):
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         if task == "zero-shot":
@@ -233,6 +290,26 @@ class Explainer:
         self.max_size, self.batch_size, self.layer = max_size, batch_size, layer
         self.search, self.budget, self.per_head_minimum = search, budget, per_head_minimum
         self.num_samples = num_samples
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+            raise ValueError(f"layer must be an integer layer index, got {layer!r}")
+        layers = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
+        if layers is not None and not -layers <= int(layer) < layers:
+            raise ValueError(f"layer {layer} out of range: the model has {layers} layers (0 to {layers - 1}, or -1 "
+                             "for the last)")
+        from .testers import GOALS
+
+        if goal not in GOALS:
+            raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
+        if goal == "win" and label is None:
+            raise ValueError("goal 'win' needs a label: the one that should win")
+        if low_margin is not None and (isinstance(low_margin, bool) or not isinstance(low_margin, numbers.Real)
+                                       or not low_margin >= 0):
+            raise ValueError(f"low_margin must be a number >= 0, got {low_margin!r}")
+        self.goal, self.low_margin, self.faithfulness = goal, low_margin, bool(faithfulness)
+        self.label_name = label
+        self.label_index = None if label is None else self._label_index(label)
+        self.replacement = replacement
+        self.replacement_id = self._replacement_id(replacement)
         self._label_embeddings = None
         self.max_length = getattr(tokenizer, "model_max_length", None)
         if not self.max_length or self.max_length > 100_000:
@@ -375,7 +452,7 @@ class Explainer:
         """
         t0 = time.perf_counter()
         items = batch.items
-        testers = [self._tester(it.ids, it.target) for it in items]
+        testers = [self._tester(it.ids, it.target, it.nodes) for it in items]
         score_many([(t, []) for t in testers], self.batch_size)  # the predictions, in one pass
         share = (time.perf_counter() - t0) / max(len(items), 1)
         seconds = [share] * len(items)
@@ -411,11 +488,28 @@ class Explainer:
             for h, g, hx in zip(batch.heads, graphs, ex.heads):
                 res.heads.append(HeadExplanation(h, g, hx.sets, [tuple(it.tokens[p] for p in s) for s in hx.sets],
                                                  hx.candidates_tried, hx.margins, hx.status))
-            res.seconds = {"forward": batch.seconds_per_text, "discovery": t_discovery, "testing": seconds[k]}
+            t2 = time.perf_counter()
+            self._describe(res, tester)
+            res.seconds = {"forward": batch.seconds_per_text, "discovery": t_discovery,
+                           "testing": seconds[k] + time.perf_counter() - t2}
             res.counts = {"ci_tests": int(sum(int(g.tests_per_level.sum()) for g in graphs)),
-                          "candidates": tester.candidates, "forward_passes": tester.forward_passes}
+                          "candidates": tester.candidates, "forward_passes": tester.forward_passes,
+                          "faithfulness_sequences": tester.extra_sequences}
             results.append(res)
         return results
+
+    def _describe(self, res: TextExplanation, tester) -> None:
+        """The scores, the near-tie flag, token scores and faithfulness of one result."""
+        res.label, res.goal = self._name(tester.explained), tester.resolved_goal
+        res.layer, res.replacement = int(self.layer), self.replacement
+        res.score_kind = tester.score_kind
+        res.scores = [{"label": self._name(i), "score": float(v)} for i, v in tester.top_scores]
+        top = [x["score"] for x in res.scores[:2]]
+        threshold = LOW_MARGIN[tester.score_kind] if self.low_margin is None else float(self.low_margin)
+        res.low_margin = len(top) == 2 and top[0] - top[1] < threshold
+        res.token_scores = token_scores_of(len(res.tokens), res.heads)
+        if self.faithfulness and res.smallest:
+            res.comprehensiveness, res.sufficiency = tester.faithfulness(res.smallest[0])
 
     @staticmethod
     def _advance(k, gen, answers, pending, done) -> None:
@@ -442,27 +536,72 @@ class Explainer:
             return int(where[0])
         return 0  # [CLS] (or the first token) carries the sequence-level output
 
-    def _tester(self, ids, tgt):
-        kw = dict(batch_size=self.batch_size, lazy=True)
+    def _tester(self, ids, tgt, nodes=None):
+        kw = dict(batch_size=self.batch_size, lazy=True, label=self.label_index, goal=self.goal,
+                  replacement_id=self.replacement_id)
         if self.task == "zero-shot":
             if self._label_embeddings is None:
                 self._label_embeddings = embed_labels(self.model, self.tokenizer, self.labels, self.template)
-            return ZeroShotTester(self.model, self.tokenizer, ids, self.labels, self.template, protected=[tgt],
-                                  label_embeddings=self._label_embeddings, **kw)
+            t = ZeroShotTester(self.model, self.tokenizer, ids, self.labels, self.template, protected=[tgt],
+                               label_embeddings=self._label_embeddings, **kw)
+        elif self.task == "sequence-classification":
+            t = SequenceClassificationTester(self.model, ids, protected=[tgt], **kw)
+        elif self.task == "masked-token":
+            t = MaskedTokenTester(self.model, ids, tgt, self.tokenizer.mask_token_id, **kw)
+        else:
+            t = NextTokenTester(self.model, ids, protected=[tgt], **kw)
+        t.name_of = self._name
+        if nodes is not None:  # sufficiency keeps the tokens that are never candidates (special ones)
+            t.keep_always = frozenset(range(len(ids))) - set(nodes) - t.protected
+        return t
+
+    def _replacement_id(self, replacement) -> int:
+        tok = self.tokenizer
+        if not isinstance(replacement, str) or not replacement:
+            raise ValueError(f"replacement must be 'pad', 'mask', 'unk' or a token, got {replacement!r}")
+        if replacement in REPLACEMENTS:
+            rid = getattr(tok, f"{replacement}_token_id", None)
+            if rid is None and replacement == "pad":
+                rid = tok.eos_token_id if self.task == "next-token" else getattr(self.model.config, "pad_token_id",
+                                                                                  None)
+            if rid is None:
+                raise ValueError(f"replacement {replacement!r}: the tokenizer has no {replacement} token; "
+                                 "name a token of its vocabulary instead")
+            return int(rid)
+        vocab = tok.get_vocab()
+        if replacement not in vocab:
+            raise ValueError(f"replacement token {replacement!r} is not in the tokenizer's vocabulary (use pad, mask, "
+                             "unk or one of its tokens)")
+        return int(vocab[replacement])
+
+    def _label_index(self, label) -> int:
+        """The index (or token id) of a label chosen by name."""
+        if self.task == "zero-shot":
+            if label not in self.labels:
+                raise ValueError(f"label {label!r} is not among the labels {self.labels}")
+            return self.labels.index(label)
         if self.task == "sequence-classification":
-            return SequenceClassificationTester(self.model, ids, protected=[tgt], **kw)
-        if self.task == "masked-token":
-            return MaskedTokenTester(self.model, ids, tgt, self.tokenizer.mask_token_id,
-                                     replacement_id=self.tokenizer.pad_token_id, **kw)
-        return NextTokenTester(self.model, ids, replacement_id=self.tokenizer.pad_token_id
-                               if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id,
-                               protected=[tgt], **kw)
+            names = {str(v): int(k) for k, v in (getattr(self.model.config, "id2label", None) or {}).items()}
+            num = int(getattr(self.model.config, "num_labels", len(names)))
+            if str(label) in names:
+                return names[str(label)]
+            if isinstance(label, numbers.Integral) and not isinstance(label, bool) and 0 <= int(label) < num:
+                return int(label)
+            if isinstance(label, str) and label.isdigit() and int(label) < num:
+                return int(label)
+            raise ValueError(f"label {label!r} is not among the model's labels {sorted(names, key=names.get)}")
+        vocab = self.tokenizer.get_vocab()
+        if not isinstance(label, str) or label not in vocab:
+            raise ValueError(f"label {label!r} is not a token of the tokenizer's vocabulary")
+        return int(vocab[label])
+
+    def _name(self, index: int) -> str:
+        if self.task == "zero-shot":
+            return self.labels[index]
+        if self.task == "sequence-classification":
+            return str(self.model.config.id2label.get(index, index))
+        return self.tokenizer.convert_ids_to_tokens([index])[0]
 
     def _label(self, tester) -> str:
-        p = int(tester.prediction)
-        if self.task == "zero-shot":
-            return self.labels[p]
-        if self.task == "sequence-classification":
-            return str(self.model.config.id2label.get(p, p))
-        return self.tokenizer.convert_ids_to_tokens([p])[0]
+        return self._name(int(tester.prediction))
 

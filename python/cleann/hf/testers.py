@@ -8,6 +8,12 @@ is <= 0 (``test_batch``). Margins are cached per set, so the heads of one text s
 testers count the distinct sets they sent to the model (``candidates``) and the forward passes
 their sets took part in (``forward_passes``).
 
+A tester may explain a chosen ``label`` instead of the prediction (a label index, or a token id
+for the token tasks), with a ``goal``: "lose" (the label is the prediction; a set explains when
+removing it makes the label lose its lead) or "win" (another label; a set explains when removing
+it makes that label win). The margin is then the label's score minus the best other's ("lose") or
+the best other's minus the label's ("win"); "auto" picks "lose" for the prediction, else "win".
+
 ``score_many`` answers the sets of many testers (many texts) with one model in shared, full
 forward passes: their inputs are padded to the longest in a pass, so each pass holds up to
 ``batch_size`` sequences however few sets one text needs.
@@ -28,6 +34,9 @@ _MAX_OUTPUT_FLOATS = 1 << 27
 # _SPLIT_LENGTH times its longest: padding short sequences to a long one costs more than a pass.
 _SPLIT_ROWS = 16
 _SPLIT_LENGTH = 0.8
+GOALS = ("auto", "lose", "win")
+#: how many of the best scores a result keeps for the token tasks (their scores are a vocabulary)
+TOP_SCORES = 5
 
 
 def _position(t, n: int) -> int:
@@ -45,9 +54,12 @@ class _Tester(ABC):
 
     #: how many scores the head gives per position (a vocabulary for token predictions)
     output_width: int = 1
+    #: what ``scores`` reports: "probability" (softmax of the logits) or "cosine"
+    score_kind: str = "probability"
 
     def __init__(self, model, input_ids, attention_mask=None, replacement_id: int | None = None,
-                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False):
+                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False,
+                 label: int | None = None, goal: str = "auto"):
         ids = torch.as_tensor(input_ids)
         if ids.dim() == 2:
             if ids.shape[0] != 1:
@@ -77,11 +89,26 @@ class _Tester(ABC):
         self.replacement_id = int(replacement_id)
         self.batch_size = int(batch_size)
         self.protected = {_position(p, ids.numel()) for p in protected}
+        if goal not in GOALS:
+            raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
+        if label is not None and (isinstance(label, bool) or not isinstance(label, numbers.Integral) or label < 0):
+            raise ValueError(f"label must be a label index (or token id) >= 0, got {label!r}")
+        if label is None and goal == "win":
+            raise ValueError("goal 'win' needs a label (the one that should win)")
+        self.label = None if label is None else int(label)
+        self.goal = goal
+        #: positions sufficiency keeps besides the set and the protected ones (e.g. special tokens)
+        self.keep_always: frozenset = frozenset()
+        self.extra_sequences = 0  # faithfulness sequences (not candidates)
+        self.name_of = str  # how messages name a label index (the explainer gives label names)
         self.forward_passes = 0
         self.candidates = 0  # distinct sets sent to the model (the unmodified input not included)
         self._margins: dict[frozenset, float] = {}
         self._prediction: int | None = None
+        self._explained: int | None = None  # the label whose lead the margins measure
+        self._goal: str | None = None  # "lose" or "win", once resolved against the prediction
         self.base_scores: list[float] | None = None  # the unmodified input's scores (labels or tokens)
+        self.top_scores: list[tuple[int, float]] = []  # the best TOP_SCORES (index, score) in score_kind
         if not lazy:
             score_many([(self, [])], self.batch_size)
 
@@ -110,20 +137,94 @@ class _Tester(ABC):
         self.prediction  # noqa: B018 (computes it)
         return self._margins[frozenset()]
 
+    @property
+    def explained(self) -> int:
+        """The label (or token id) whose lead the margins measure: ``label``, else the prediction."""
+        self.prediction  # noqa: B018 (computes it)
+        return self._explained
+
+    @property
+    def resolved_goal(self) -> str:
+        """"lose" or "win" (``goal`` "auto" resolved against the prediction)."""
+        self.prediction  # noqa: B018 (computes it)
+        return self._goal
+
     def _set_base(self, scores: torch.Tensor) -> None:
         scores = scores.double()
-        self._prediction = int(scores.argmax())
+        if scores.numel() < 2:
+            raise ValueError("a prediction needs at least two scores")
+        prediction = int(scores.argmax())
+        if self.label is not None and self.label >= scores.numel():
+            raise ValueError(f"label {self.label} is out of range: the model gives {scores.numel()} scores")
+        explained = prediction if self.label is None else self.label
+        predicted = explained == prediction
+        goal = ("lose" if predicted else "win") if self.goal == "auto" else self.goal
+        if goal == "lose" and not predicted:
+            raise ValueError(f"label {self.name_of(explained)!r} is not the prediction "
+                             f"({self.name_of(prediction)!r}): it has no lead to lose; use goal 'win' (the smallest "
+                             "set whose removal makes it win)")
+        if goal == "win" and predicted:
+            raise ValueError(f"label {self.name_of(explained)!r} is already the prediction: use goal 'lose' (or "
+                             "name another label to win)")
+        self._prediction, self._explained, self._goal = prediction, explained, goal
         self.base_scores = scores.tolist() if scores.numel() <= 4096 else None
+        shown = self._in_kind(scores[None])[0]
+        k = min(TOP_SCORES if self.output_width > 1 else scores.numel(), scores.numel())
+        top = torch.topk(shown, k)
+        self.top_scores = list(zip(top.indices.tolist(), top.values.tolist()))
+        self.base_label_score = float(shown[self._explained])
         self._margins[frozenset()] = self._margin(scores[None])[0]
+
+    def _in_kind(self, scores: torch.Tensor) -> torch.Tensor:
+        """Raw scores [rows, C] as ``score_kind`` reports them."""
+        scores = scores.double()
+        return torch.softmax(scores, dim=-1) if self.score_kind == "probability" else scores
 
     def _margin(self, scores: torch.Tensor) -> list[float]:
         scores = scores.double()
-        p = self._prediction
+        p = self._explained
         if scores.shape[1] == 1:
             raise ValueError("a prediction needs at least two scores")
         others = scores.clone()
         others[:, p] = -torch.inf
-        return (scores[:, p] - others.max(dim=1).values).tolist()
+        lead = scores[:, p] - others.max(dim=1).values
+        return (lead if self._goal == "lose" else -lead).tolist()
+
+    def label_scores(self, sets: Sequence[Sequence[int]], keep: bool = False) -> list[float]:
+        """The explained label's score (``score_kind``) with each set's tokens replaced, or with
+        ``keep=True`` every token replaced except the set's, the protected ones and those in
+        ``keep_always`` (e.g. special tokens). One forward pass, not cached, counted in
+        ``forward_passes`` and ``extra_sequences`` (not in ``candidates``)."""
+        return self._label_scores([self._key_of(s, keep) for s in sets])
+
+    def faithfulness(self, tokens: Sequence[int]) -> tuple[float, float]:
+        """ERASER's comprehensiveness and sufficiency (DeYoung et al., 2020) of one set, with the
+        model's own score s of the explained label: s(x) - s(x without the set), and
+        s(x) - s(only the set, the protected tokens and ``keep_always``). Two sequences, one pass."""
+        without, only = self._label_scores([self._key_of(tokens, False), self._key_of(tokens, True)])
+        return self.base_label_score - without, self.base_label_score - only
+
+    def _key_of(self, tokens, keep: bool) -> frozenset:
+        k = self.key(tokens)
+        if keep:
+            k = frozenset(range(self.input_ids.numel())) - k - self.protected - self.keep_always
+        return k
+
+    def _label_scores(self, keys: list[frozenset]) -> list[float]:
+        self.prediction  # noqa: B018 (computes it)
+        if not keys:
+            return []
+        n = self.input_ids.numel()
+        with torch.inference_mode():
+            built = [self._row(k, n) for k in keys]
+            ids = torch.stack([b[0] for b in built])
+            mask = torch.stack([b[1] for b in built])
+            outputs = self.model(input_ids=ids, attention_mask=mask)
+            rows = torch.arange(len(keys), device=ids.device)
+            scores = self._scores(outputs, rows, mask).detach().cpu()
+        self.forward_passes += 1
+        self.extra_sequences += len(keys)
+        return self._in_kind(scores)[:, self._explained].tolist()
 
     def key(self, tokens) -> frozenset:
         """The checked set of positions of one candidate (the cache key)."""
@@ -251,12 +352,14 @@ class MaskedTokenTester(_Tester):
     """
 
     def __init__(self, model, input_ids, target: int, mask_token_id: int, attention_mask=None,
-                 replacement_id: int | None = None, batch_size: int = 32, lazy: bool = False):
+                 replacement_id: int | None = None, batch_size: int = 32, lazy: bool = False,
+                 label: int | None = None, goal: str = "auto"):
         ids = torch.as_tensor(input_ids).reshape(-1)
         self.target = _position(target, ids.numel())
         self.mask_token_id = int(mask_token_id)
         self.output_width = int(model.config.vocab_size)
-        super().__init__(model, ids, attention_mask, replacement_id, batch_size, protected=[self.target], lazy=lazy)
+        super().__init__(model, ids, attention_mask, replacement_id, batch_size, protected=[self.target], lazy=lazy,
+                         label=label, goal=goal)
 
     def _base_ids(self) -> torch.Tensor:
         ids = self.input_ids.clone()
@@ -277,8 +380,9 @@ class SequenceClassificationTester(_Tester):
     """
 
     def __init__(self, model, input_ids, attention_mask=None, replacement_id: int | None = None,
-                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False):
-        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy)
+                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False,
+                 label: int | None = None, goal: str = "auto"):
+        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy, label, goal)
 
     def _scores(self, outputs, rows, mask):
         return outputs.logits[rows]
@@ -289,9 +393,10 @@ class NextTokenTester(_Tester):
     the top-1 next token after the input. The margin is that token's logit minus the best other's."""
 
     def __init__(self, model, input_ids, attention_mask=None, replacement_id: int | None = None,
-                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False):
+                 batch_size: int = 32, protected: Sequence[int] = (), lazy: bool = False,
+                 label: int | None = None, goal: str = "auto"):
         self.output_width = int(model.config.vocab_size)
-        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy)
+        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy, label, goal)
 
     def _scores(self, outputs, rows, mask):
         last = int(self.attention_mask.nonzero().max())
@@ -313,9 +418,12 @@ class ZeroShotTester(_Tester):
             explainer shares them between texts).
     """
 
+    score_kind = "cosine"
+
     def __init__(self, model, tokenizer, input_ids, labels: Sequence[str], template: str = "This review is {label}.",
                  attention_mask=None, replacement_id: int | None = None, batch_size: int = 32,
-                 protected: Sequence[int] = (), lazy: bool = False, label_embeddings: torch.Tensor | None = None):
+                 protected: Sequence[int] = (), lazy: bool = False, label_embeddings: torch.Tensor | None = None,
+                 label: int | None = None, goal: str = "auto"):
         if isinstance(labels, str):
             raise ValueError(f"labels must be a list of label names, got the string {labels!r}")
         labels = [str(x) for x in labels]
@@ -331,7 +439,7 @@ class ZeroShotTester(_Tester):
         self.label_embeddings = label_embeddings
         if replacement_id is None:
             replacement_id = tokenizer.pad_token_id
-        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy)
+        super().__init__(model, input_ids, attention_mask, replacement_id, batch_size, protected, lazy, label, goal)
 
     def _scores(self, outputs, rows, mask):
         emb = torch.nn.functional.normalize(_mean_pool(outputs.last_hidden_state[rows], mask), dim=-1)
