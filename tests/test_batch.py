@@ -48,8 +48,9 @@ def read_ids(out_dir, fmt="jsonl"):
 
 
 def read_errors(out_dir):
-    return [json.loads(line) for name in sorted(os.listdir(out_dir)) if name.startswith("errors-")
-            for line in open(os.path.join(out_dir, name))]
+    folder = os.path.join(out_dir, "_errors")
+    return [json.loads(line) for name in sorted(os.listdir(folder)) if name.startswith("errors-")
+            for line in open(os.path.join(folder, name))]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
@@ -58,14 +59,15 @@ def test_records_errors_and_resume(tmp_path, fmt):
     rows += [{"id": 9, "text": ""}, {"id": 1, "text": "again"}, {"text": "no id"}]
     src = write_input(tmp_path / "in.jsonl", rows)
     out = str(tmp_path / "out")
-    code, stdout, err = run(src, "--out", out, "--format", fmt, "--batch-size", "3", *FAST)
-    assert code == 0, err
-    assert "4 explained, 3 errors" in stdout
+    code, stdout, err = run(src, "--out", out, "--format", fmt, "--batch-size", "3", "--rows-per-part", "2", *FAST)
+    assert code == 1 and f"3 of 7 rows failed (43%, more than --max-error-rate 0); their reasons are in {out}" in err
+    assert "4 explained, 3 errors (1 repeat an earlier id)" in stdout
+    assert sorted(n for n in os.listdir(out) if not n.startswith((".", "_"))) == [f"part-0000{k}.{fmt}" for k in (1, 2)]
     assert sorted(read_ids(out)) == ["0", "1", "2", "3"]
     reasons = {e["reason"] for e in read_errors(out)}
     assert reasons == {"empty or missing 'text'", "duplicate id '1'", "missing 'id'"}
     if fmt == "jsonl":
-        rec = json.loads(open(os.path.join(out, "part-00001.jsonl")).readline())
+        rec = json.loads(open(os.path.join(out, "part-00002.jsonl")).readline())
         assert {"id", "prediction", "explanations", "explanation_tokens", "heads", "counts", "seconds"} <= set(rec)
         assert rec["prediction"] in ("positive", "negative") and rec["heads"][0]["edges"]
     code, stdout, err = run(src, "--out", out, "--format", fmt, "--batch-size", "3", *FAST)
@@ -92,16 +94,18 @@ def test_a_folder_from_before_the_guided_search_resumes_with_its_settings(tmp_pa
     old = ["--search", "exact", "--budget", "none", "--heads", "0", "--max-size", "1", "--quiet", "--format", "jsonl"]
     write_input(tmp_path / "first.jsonl", rows[:1])
     assert run(str(tmp_path / "first.jsonl"), "--out", str(out), *old)[0] == 0
-    # as an earlier cleann wrote it: no search, no budget in the configuration
-    config = json.loads((out / "config.json").read_text())
-    del config["search"], config["budget"]
+    # as an earlier cleann wrote it: config.json beside the parts, without search, budget, keep_columns, graphs
+    config = json.loads((out / "_cleann" / "config.json").read_text())
+    del config["search"], config["budget"], config["keep_columns"], config["graphs"]
     (out / "config.json").write_text(json.dumps(config))
+    (out / "_cleann" / "config.json").unlink()
     code, _, err = run(src, "--out", str(out), "--heads", "0", "--quiet", "--format", "jsonl")
     assert code == 2 and "differs in: budget, max_size, search" in err
     assert "--search exact --budget none --max-size 1 to resume it" in err
     code, stdout, err = run(src, "--out", str(out), *old)
     assert code == 0 and "2 explained, 0 errors, 1 already done" in stdout, err
     assert sorted(read_ids(str(out))) == ["0", "1", "2"]
+    assert not (out / "config.json").exists() and (out / "_cleann" / "config.json").is_file()  # migrated
 
 
 @pytest.mark.parametrize("seed,overlap", [(0, "off"), (1, "on")])
@@ -111,7 +115,8 @@ def test_killed_at_a_random_point_then_resumed(tmp_path, seed, overlap):
     rows = [{"id": f"t{i}", "text": TEXTS[i % len(TEXTS)] + f" ({i})"} for i in range(10)]
     src = write_input(tmp_path / "in.jsonl", rows)
     out = str(tmp_path / "out")
-    p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", "--overlap", overlap, *FAST)
+    p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", "--rows-per-part", "2", "--overlap", overlap,
+            *FAST)
     parts_before_kill = random.Random(seed).randint(1, 4)
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
@@ -164,8 +169,8 @@ def test_bad_input_files(tmp_path, setup, msg):
             extra = ["--model", str(tmp_path / "nowhere")]
     code, _, err = run(src, "--out", out, *FAST, *extra)
     assert code == 2 and msg in err and "Traceback" not in err
-    if setup == "model":  # nothing written: the corrected command must not meet a config.json
-        assert not os.path.exists(os.path.join(out, "config.json"))
+    if setup == "model":  # nothing written: the corrected command must not meet a configuration
+        assert not os.path.exists(out)
 
 
 # ---- in-process: the stages' overlap, failures while explaining, a full disk ----
@@ -269,7 +274,8 @@ def test_a_full_disk_stops_cleanly_and_the_rerun_completes(tmp_path, explainer, 
 
     monkeypatch.setattr(os, "write", filling_up)
     with pytest.raises(batch.BatchError, match="No space left on device.*rerun the same command"):
-        batch.run(src, out, spec=spec(), explainer=explainer, batch_size=2, fmt="jsonl", progress=False)
+        batch.run(src, out, spec=spec(), explainer=explainer, batch_size=2, fmt="jsonl", progress=False,
+                  rows_per_part=2)
     monkeypatch.setattr(os, "write", real_write)
     names = sorted(os.listdir(out))
     assert not [n for n in names if n.endswith(".tmp")]  # the half-written part was removed
@@ -285,7 +291,7 @@ def test_ctrl_c_keeps_complete_parts(tmp_path):
     rows = [{"id": f"t{i}", "text": TEXTS[i % len(TEXTS)] + f" [{i}]"} for i in range(12)]
     src = write_input(tmp_path / "in.jsonl", rows)
     out = str(tmp_path / "out")
-    p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", *FAST)
+    p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", "--rows-per-part", "1", *FAST)
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
         if os.path.isdir(out) and len(read_ids(out)) >= 2:
@@ -309,10 +315,10 @@ def test_ray_engine_writes_what_the_local_engine_writes(tmp_path):
     src = write_input(tmp_path / "in.jsonl", rows)
     local, distributed = str(tmp_path / "local"), str(tmp_path / "ray")
     code, _, err = run(src, "--out", local, "--format", "jsonl", "--batch-size", "2", *FAST)
-    assert code == 0, err
+    assert code == 1, err
     code, stdout, err = run(src, "--out", distributed, "--format", "jsonl", "--batch-size", "2", "--engine", "ray",
                             "--workers", "2", *FAST)
-    assert code == 0, err
+    assert code == 1 and "1 of 6 rows failed" in err, err
     assert "5 explained, 1 errors" in stdout
     assert_same_records(records_by_id(distributed), records_by_id(local))
     assert read_errors(distributed) == read_errors(local)

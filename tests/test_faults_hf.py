@@ -131,14 +131,14 @@ def test_symbolic_links_in_the_output_folder_are_never_followed(tmp_path):
     os.symlink(victim, out / ".config.json.0000.tmp")
     r = cli("batch", _rows(tmp_path), "--out", str(out), *FAST)
     assert r.returncode == 0, r.stderr
-    assert victim.read_text() == "keep me" and not os.path.islink(out / "config.json")
+    assert victim.read_text() == "keep me" and not os.path.islink(out / "_cleann" / "config.json")
     os.symlink(victim, out / "part-00099.jsonl")
     r = cli("batch", _rows(tmp_path), "--out", str(out), *FAST)
     assert r.returncode == 2 and "part-00099.jsonl is a symbolic link" in r.stderr
     assert victim.read_text() == "keep me"
     os.unlink(out / "part-00099.jsonl")
-    os.unlink(out / "config.json")
-    os.symlink(victim, out / "config.json")
+    os.unlink(out / "_cleann" / "config.json")
+    os.symlink(victim, out / "_cleann" / "config.json")
     r = cli("batch", _rows(tmp_path), "--out", str(out), *FAST)
     assert r.returncode == 2 and "config.json is a symbolic link" in r.stderr and victim.read_text() == "keep me"
 
@@ -146,7 +146,7 @@ def test_symbolic_links_in_the_output_folder_are_never_followed(tmp_path):
 def test_resume_tolerates_and_reports_ids_written_twice(tmp_path):
     out = tmp_path / "out"
     src = _rows(tmp_path)
-    assert cli("batch", src, "--out", str(out), "--batch-size", "1", *FAST).returncode == 0
+    assert cli("batch", src, "--out", str(out), "--batch-size", "1", "--rows-per-part", "1", *FAST).returncode == 0
     parts = sorted(n for n in os.listdir(out) if n.startswith("part-"))
     (out / "part-00050.jsonl").write_text((out / parts[0]).read_text())  # as two unlocked jobs left it
     r = cli("batch", src, "--out", str(out), *FAST)

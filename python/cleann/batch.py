@@ -311,24 +311,28 @@ def _read_csv(src: Source, id_col: str, text_col: str):
 
 
 def _selected(rows, limit: int | None, shard: tuple | None):
-    """The rows of ``--limit`` (the first ``limit`` rows of the input) and ``--shard i/N`` (of
-    those, the rows whose 0-based index modulo N is i); an index counts every row the input has,
-    bad ones included, so that shards of one input never overlap."""
+    """(line, row, mine) for the rows of ``--limit`` (the first ``limit`` rows of the input); ``mine``
+    says whether a row is in ``--shard i/N`` (its 0-based index modulo N is i). An index counts every
+    row the input has, bad ones included, so that the shards of one input never overlap."""
     for index, (line, row) in enumerate(rows):
         if limit is not None and index >= limit:
             return
-        if shard is not None and index % shard[1] != shard[0]:
-            continue
-        yield line, row
+        yield line, row, shard is None or index % shard[1] == shard[0]
 
 
 def _plan(rows, done: set, id_col: str, text_col: str, keep: tuple, summary: Summary):
-    """Yields ("text", id, text, kept values) for each row still to explain and ("error", record) for
-    each bad row not reported before; counts the rows already done in ``summary.skipped``."""
+    """Yields ("text", id, text, kept values) for each row of ``rows`` (see _selected) still to
+    explain and ("error", record) for each bad row not reported before; counts the rows already done
+    in ``summary.skipped``. The ids of other shards' rows count as seen, so that a repeated id is an
+    error in whichever shard holds the repeat and every id is explained once over all shards."""
     seen: set = set()
-    for line, row in rows:
+    for line, row, mine in rows:
         rid = None if "__error__" in row else row.get(id_col)
         text = row.get(text_col)
+        if not mine:
+            if rid is not None:
+                seen.add(str(rid))
+            continue
         if rid is None or (isinstance(rid, str) and not rid.strip()):
             key = f"line:{line}"  # rows without an id are reported once, by line
             if key in done:
@@ -337,9 +341,6 @@ def _plan(rows, done: set, id_col: str, text_col: str, keep: tuple, summary: Sum
                 yield "error", {"id": key, "line": line, "reason": row.get("__error__", f"missing {id_col!r}")}
             continue
         rid = str(rid)
-        if rid in done:
-            summary.skipped += 1
-            continue
         if rid in seen:
             key = f"{rid}#line:{line}"
             if key in done:
@@ -349,6 +350,9 @@ def _plan(rows, done: set, id_col: str, text_col: str, keep: tuple, summary: Sum
                 yield "error", {"id": key, "line": line, "reason": f"duplicate id {rid!r}"}
             continue
         seen.add(rid)
+        if rid in done:
+            summary.skipped += 1
+            continue
         if not isinstance(text, str) or not text.strip():
             yield "error", {"id": rid, "line": line, "reason": f"empty or missing {text_col!r}"}
             continue
@@ -391,8 +395,8 @@ def _kept_types(src: Source, rows, keep: tuple, id_col: str, text_col: str) -> d
         table = _read_csv(src, id_col, text_col)
         return {c: table.schema.field(c).type for c in keep}
     values = {c: [] for c in keep}
-    for _, row in rows:
-        if "__error__" not in row:
+    for _, row, mine in rows:
+        if mine and "__error__" not in row:
             for c in keep:
                 values[c].append(row.get(c))
     types = {}
@@ -708,7 +712,7 @@ def _read_config(out_dir: str) -> tuple[str, dict | None]:
 def _config_difference(out_dir: str, old: dict, config: dict) -> str | None:
     """Why ``old`` (a saved configuration) and ``config`` differ, or None when they match."""
     legacy = [k for k in _LEGACY if k not in old]
-    old = dict(_LEGACY, **_BEFORE, **old)
+    old = {**_LEGACY, **_BEFORE, **old}
     if old == config:
         return None
     diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
