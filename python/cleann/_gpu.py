@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _core
 from ._checks import check_dof
+from .errors import ArgumentError
 
 _INT64_MAX = (1 << 63) - 1
 _MAX_SETS = 1 << 62  # per edge and level; ranks stay far from overflow
@@ -246,7 +247,7 @@ def _skeleton_chunk(impl, R, adj, num_samples, alpha, max_level, pivot_tol, test
             members = torch.empty((g.numel(), 0), dtype=torch.int64, device=dev)
         else:
             if binomial_overflow(int(deg.max()) - 1, level):
-                raise ValueError(f"level {level}: a node with {int(deg.max()) - 1} other neighbours has more than "
+                raise ArgumentError(f"level {level}: a node with {int(deg.max()) - 1} other neighbours has more than "
                                  f"2^62 conditioning sets; set max_level")
             nbr = torch.where(adj.bool(), cols, n).sort(dim=-1).values.to(torch.int32).contiguous()
             binom = torch.tensor(binomials(n, level), dtype=torch.int64, device=dev)

@@ -35,6 +35,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .errors import ArgumentError, CleannError
 from .graph import Graph, PdsTree, pds_tree
 
 SEARCHES = ("exact", "guided")
@@ -44,7 +45,7 @@ SEARCHES = ("exact", "guided")
 STATUSES = ("explained", "none", "budget", "bound")
 
 
-class TesterError(RuntimeError):
+class TesterError(CleannError, RuntimeError):
     """The explanation tester failed or answered something other than True/False (or a margin)."""
 
 
@@ -132,10 +133,10 @@ class _Space:
 
 def _space(graph: Graph, target, max_radius) -> _Space:
     if not isinstance(graph, Graph):
-        raise ValueError(f"graph must be a cleann.Graph, got {type(graph).__name__}")
+        raise ArgumentError(f"graph must be a cleann.Graph, got {type(graph).__name__}")
     pos = np.flatnonzero(graph.nodes == int(target))
     if len(pos) == 0:
-        raise ValueError(f"target {target} is not a node of the graph (nodes: {graph.nodes.tolist()})")
+        raise ArgumentError(f"target {target} is not a node of the graph (nodes: {graph.nodes.tolist()})")
     root = int(pos[0])
     tree = pds_tree(graph, root, max_radius)
     dist = {int(graph.nodes[p]): d for p, d in tree.distance.items() if p != root}
@@ -346,13 +347,13 @@ def _check_count(name, v, allow_none=True, minimum=1):
     if v is None and allow_none:
         return
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
-        raise ValueError(f"{name} must be {'a positive' if minimum == 1 else 'a non-negative'} integer"
+        raise ArgumentError(f"{name} must be {'a positive' if minimum == 1 else 'a non-negative'} integer"
                          f"{' or None' if allow_none else ''}, got {v!r}")
 
 
 def _check_options(search, budget, max_size, max_radius, beam_width, expand):
     if search not in SEARCHES:
-        raise ValueError(f"search must be one of {', '.join(repr(s) for s in SEARCHES)}, got {search!r}")
+        raise ArgumentError(f"search must be one of {', '.join(repr(s) for s in SEARCHES)}, got {search!r}")
     _check_count("budget (model sequences)", budget)
     _check_count("max_size", max_size)
     _check_count("max_radius", max_radius)
@@ -362,7 +363,7 @@ def _check_options(search, budget, max_size, max_radius, beam_width, expand):
 
 def _check_target(target):
     if isinstance(target, bool) or not isinstance(target, numbers.Integral):
-        raise ValueError(f"target must be a token index (an integer), got {target!r}")
+        raise ArgumentError(f"target must be a token index (an integer), got {target!r}")
 
 
 class _Judge:
@@ -374,9 +375,9 @@ class _Judge:
         self.scored = callable(getattr(tester, "score_batch", None))
         self.batched = callable(getattr(tester, "test_batch", None))
         if not (self.scored or self.batched or callable(tester)):
-            raise ValueError("tester must be callable or have a test_batch (or score_batch) method")
+            raise ArgumentError("tester must be callable or have a test_batch (or score_batch) method")
         if search == "guided" and not self.scored:
-            raise ValueError("search='guided' needs margins: the tester has no score_batch(sets, target) method "
+            raise ArgumentError("search='guided' needs margins: the tester has no score_batch(sets, target) method "
                              "(margins > 0 keep the prediction); use search='exact' with a True/False tester")
         self.calls = 0
         self.checked = False
@@ -514,7 +515,7 @@ def explain_heads(graphs: Sequence[Graph], target: int, tester, max_size: int | 
     _check_options(search, budget, max_size, max_radius, beam_width, expand)
     graphs = list(graphs)
     if not graphs:
-        raise ValueError("graphs must hold at least one graph")
+        raise ArgumentError("graphs must hold at least one graph")
     spaces = [_space(g, target, max_radius) for g in graphs]
     return explain_space(spaces, target, tester, max_size, True, connected=connected, batch_size=batch_size,
                          search=search, budget=budget, beam_width=beam_width, expand=expand,
@@ -554,7 +555,7 @@ def search_steps(spaces: list[_Space], max_size: int | None, *, search: str, bas
                                           shared=not per_head_minimum)
         return found, status, ledger
     if base is None:
-        raise ValueError("the guided search needs the unmodified input's margin")
+        raise ArgumentError("the guided search needs the unmodified input's margin")
     if per_head_minimum:
         found, status = [], []
         for sp, top in zip(spaces, tops):

