@@ -25,7 +25,9 @@ included.
   increasing size until one flips the prediction: the true minimal size.
 
 The ranking pass of the baselines (attention capture, gradient) and CLEANN's attention pass are
-one extra forward pass each, not in the tester's count. Before the tables, the differentiable
+one extra forward pass each, not in the tester's count. ERASER's comprehensiveness and
+sufficiency of every method's explanation are measured afterwards with one fresh tester (two
+sequences per set, not in any method's count). Before the tables, the differentiable
 margin is checked against the tester (same prediction, same cosines), every method's explanation
 is re-verified by a fresh tester, and no method may beat the exhaustive minimum.
 
@@ -176,16 +178,21 @@ def run_sentence(row: dict, model, tok, explainers: dict, args) -> dict:
         t0 = time.perf_counter()
         t = tester()
         record("exhaustive", t0, exhaustive(t, positions), t)
-    verify(out, tester())
+    verify(out, tester(), positions)
     return out
 
 
-def verify(out: dict, t: ZeroShotTester) -> None:
-    """Every method's explanation flips the prediction of a fresh tester."""
+def verify(out: dict, t: ZeroShotTester, positions: list[int]) -> None:
+    """Every method's explanation flips the prediction of a fresh tester; with that tester, each
+    explanation's ERASER comprehensiveness and sufficiency (the predicted label's cosine, the
+    sufficiency input keeping [CLS], [SEP] and the set), outside the methods' counts."""
     sets = [(m, out[m]["set"]) for m in METHODS if m in out and out[m]["set"] is not None]
     for (m, s), ok in zip(sets, t.test_batch([s for _, s in sets])):
         if not ok:
             raise RuntimeError(f"{out['id']}: {m}'s explanation {s} does not flip the prediction")
+    t.keep_always = frozenset(range(t.input_ids.numel())) - set(positions) - t.protected
+    for m, s in sets:
+        out[m]["comprehensiveness"], out[m]["sufficiency"] = t.faithfulness(s)
 
 
 def _pct(part: int, whole: int):
@@ -198,6 +205,25 @@ def _mean(xs):
 
 def _median(xs):
     return float(statistics.median(xs)) if xs else None
+
+
+def faithfulness_rows(results: list[dict]) -> tuple[list, list]:
+    """Per method, over the sentences it explained: size, comprehensiveness and sufficiency (means
+    and medians), and sequences; and over the sentences every method but exhaustive explained,
+    the same three means (like against like)."""
+    rows, common_rows = [], []
+    methods = [m for m in METHODS if m != "exhaustive"]
+    common = [r for r in results if all(m in r and r[m]["set"] is not None for m in methods)]
+    for method in methods:
+        got = [r[method] for r in results if method in r and r[method]["set"] is not None]
+        comp = [x["comprehensiveness"] for x in got]
+        suff = [x["sufficiency"] for x in got]
+        rows.append([method, len(got), _mean([x["size"] for x in got]), _mean(comp), _median(comp), _mean(suff),
+                     _median(suff), _median([x["candidates"] for x in got])])
+        mine = [r[method] for r in common]
+        common_rows.append([method, len(common), _mean([x["size"] for x in mine]),
+                            _mean([x["comprehensiveness"] for x in mine]), _mean([x["sufficiency"] for x in mine])])
+    return rows, common_rows
 
 
 def summarize(results: list[dict], max_tokens: int) -> tuple[list, list, list, list]:
@@ -242,7 +268,10 @@ def summarize(results: list[dict], max_tokens: int) -> tuple[list, list, list, l
                    "mean size": _mean(sizes), "median size": _median(sizes), "mean sequences": _mean(cands),
                    "median sequences": _median(cands), "mean forward passes": passes,
                    "seconds per sentence": seconds, f"minimal % (<= {max_tokens} tokens)": _pct(minimal, len(ref)),
-                   f"mean size gap (<= {max_tokens} tokens)": _mean([s - m for s, m in found])}
+                   f"mean size gap (<= {max_tokens} tokens)": _mean([s - m for s, m in found]),
+                   "mean comprehensiveness": _mean([r[method]["comprehensiveness"] for r in rs
+                                                    if r[method]["set"] is not None]),
+                   "mean sufficiency": _mean([r[method]["sufficiency"] for r in rs if r[method]["set"] is not None])}
         csv_rows += [{"bench": "explanations", "n": len(rs), "level": 10, "impl": method, "metric": k, "value": v}
                      for k, v in metrics.items() if v is not None]
     return all_rows, short_rows, graph_rows, csv_rows
@@ -285,7 +314,8 @@ def main():
     torch.set_num_threads(args.threads)
     info = H.print_machine_info()
     model, tok = load()
-    common = dict(task="zero-shot", labels=LABELS, template=TEMPLATE, heads=args.heads, batch_size=args.batch_size)
+    common = dict(task="zero-shot", labels=LABELS, template=TEMPLATE, heads=args.heads, batch_size=args.batch_size,
+                  faithfulness=False)  # measured below for every method alike, outside their counts
     explainers = {"CLEANN exact": Explainer(model, tok, search="exact", max_size=args.exact_size, **common),
                   "CLEANN guided": Explainer(model, tok, search="guided", **common),
                   "CLEANN guided, N = 32": Explainer(model, tok, search="guided", num_samples=32, **common)}
@@ -326,6 +356,15 @@ def main():
           "target excluded) and nodes per graph:\n")
     print(H.markdown_table(["method", "edges / graph", "pool tokens", "graph nodes", "explained <= 10 %",
                             "mean size", "median sequences"], graph_rows))
+    faith, faith_common = faithfulness_rows(results)
+    print("\nFaithfulness (ERASER, DeYoung et al. 2020) of each method's explanation, on the sentences it explained: "
+          "comprehensiveness = cos(text, label) - cos(text without the set, label), higher is better; sufficiency = "
+          "cos(text, label) - cos(only the set, label), lower is better; label = the predicted one:\n")
+    print(H.markdown_table(["method", "explained", "mean size", "comprehensiveness mean", "comprehensiveness median",
+                            "sufficiency mean", "sufficiency median", "median sequences"], faith))
+    print(f"\nThe same on the {faith_common[0][1] if faith_common else 0} sentences every method explained:\n")
+    print(H.markdown_table(["method", "sentences", "mean size", "comprehensiveness mean", "sufficiency mean"],
+                           faith_common))
     print("\nExplained within 10 tokens by predicted label:\n")
     print(H.markdown_table(["method"] + [f"{x} ({n}) %" for x, n in counts.items()], by_label(results)))
     print("\nrun time per method:")
