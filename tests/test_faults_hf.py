@@ -82,7 +82,7 @@ def test_cli_bad_models_and_templates_exit_2_in_one_line(tmp_path):
         (["explain", "fine", "--model", str(empty)], "is not a transformers model folder: it has no config.json"),
         (["explain", "fine", "--model", str(pickled)], "cannot load zero-shot weights from"),
         (["explain", "fine", "--task", "sequence-classification"], "newly initialised, random head"),
-        (["batch", str(tmp_path), "--out", str(tmp_path / "o")], "is a folder; give a JSONL or .parquet file"),
+        (["batch", str(tmp_path), "--out", str(tmp_path / "o")], "is a folder; give a JSONL, CSV or .parquet file"),
     ]:
         r = cli(*args)
         assert r.returncode == 2, (args, r.stderr)
