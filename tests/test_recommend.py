@@ -28,7 +28,8 @@ def data():
 
 @pytest.fixture(scope="module")
 def model(data):
-    return train_bert4rec(data.sessions[:500], data.num_items, hidden=32, layers=2, heads=2, epochs=5, seed=0)
+    return train_bert4rec(data.sessions[:500], data.num_items, hidden=32, layers=2, heads=2, epochs=5, seed=0,
+                          lr=3e-3)
 
 
 @pytest.fixture(scope="module")

@@ -517,7 +517,7 @@ def _pad(rows: Sequence[Sequence[int]], pad_item: int) -> tuple[torch.Tensor, to
 
 def train_bert4rec(sessions: Sequence[Sequence[int]], num_items: int, *, hidden: int = 64, layers: int = 2,
                    heads: int = 2, epochs: int = 10, seed: int = 0, mask_prob: float = 0.2, last_prob: float = 0.5,
-                   batch_size: int = 16, lr: float = 3e-3, max_length: int | None = None, dropout: float = 0.0):
+                   batch_size: int = 16, lr: float = 1e-3, max_length: int | None = None, dropout: float = 0.0):
     """A BERT4Rec-style ``BertForMaskedLM`` trained with the cloze objective on CPU, seeded.
 
     Items are 1..``num_items``, the padding item 0 and the [MASK] item ``num_items`` + 1. Each
