@@ -187,3 +187,29 @@ def test_cli_refuses_bad_label_layer_and_replacement(args, message):
     assert r.returncode == 2, r.stderr
     lines = [x for x in r.stderr.splitlines() if x.startswith("cleann:")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+
+
+def test_batch_jobs_explain_the_chosen_label_and_keep_it_in_their_configuration(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    rows = tmp_path / "in.jsonl"
+    rows.write_text("".join(json.dumps({"id": k, "text": t}) + "\n" for k, t in enumerate([MIXED, "a dull film"])))
+    out = tmp_path / "out"
+    base = [sys.executable, "-m", "cleann.cli", "batch", str(rows), "--out", str(out), "--labels", *LABELS,
+            "--budget", "60", "--heads", "0", "1", "--quiet"]
+    r = subprocess.run(base + ["--label", "awful"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--label 'awful' is not among the labels" in r.stderr and not out.exists()
+    r = subprocess.run(base + ["--label", "negative", "--layer", "4", "--replacement", "mask"], capture_output=True,
+                       text=True)
+    assert r.returncode in (0, 1), r.stderr
+    table = pq.read_table(out).to_pylist()
+    assert {x["label"] for x in table} == {"negative"} and {x["layer"] for x in table} == {4}
+    assert {x["replacement"] for x in table} == {"mask"}
+    assert all(x["goal"] == ("lose" if x["prediction"] == "negative" else "win") for x in table)
+    config = json.loads((out / "_cleann" / "config.json").read_text())
+    assert config["label"] == "negative" and config["layer"] == 4 and config["replacement"] == "mask"
+    r = subprocess.run(base + ["--label", "positive", "--layer", "4", "--replacement", "mask"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "differs in: label" in r.stderr

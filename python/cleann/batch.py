@@ -34,6 +34,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 
+from .errors import ArgumentError, CleannError
+
 FORMATS = ("jsonl", "parquet")
 INPUT_FORMATS = ("jsonl", "csv", "parquet")
 ENGINES = ("local", "ray")
@@ -44,7 +46,7 @@ META_DIR = "_cleann"  # config.json
 ERRORS_DIR = "_errors"  # errors-NNNNN.jsonl
 
 
-class BatchError(Exception):
+class BatchError(CleannError):
     """A problem with the job's input, output folder, configuration or engine (exit code 2 in the CLI)."""
 
 
@@ -96,19 +98,20 @@ class Summary:
 
 def explainer_spec(model=None, task="zero-shot", labels=None, template="This review is {label}.", heads=None,
                    max_size=None, method="icd", alpha=0.01, device="cpu", search="guided",
-                   budget=DEFAULT_BUDGET) -> dict:
+                   budget=DEFAULT_BUDGET, label=None, goal="auto", layer=-1, replacement="pad") -> dict:
     if task == "zero-shot" and labels is None:
         labels = ["positive", "negative"]
     return {"model": model, "task": task, "labels": None if labels is None else list(labels),
             "template": template, "heads": None if heads is None else [int(h) for h in heads],
             "max_size": max_size, "method": method, "alpha": alpha, "device": device, "search": search,
-            "budget": budget}
+            "budget": budget, "label": label, "goal": goal, "layer": int(layer), "replacement": replacement}
 
 
 # What a folder written before a key existed was produced with: the exact search, no budget
-# (_LEGACY, which a rerun must ask for), every record with its graphs and no input columns.
+# (_LEGACY, which a rerun must ask for), every record with its graphs and no input columns, the
+# prediction explained, the last layer, [PAD] as the replacement.
 _LEGACY = {"search": "exact", "budget": None}
-_BEFORE = {"keep_columns": [], "graphs": True}
+_BEFORE = {"keep_columns": [], "graphs": True, "label": None, "goal": "auto", "layer": -1, "replacement": "pad"}
 
 
 def config_of(spec: dict) -> dict:
@@ -139,7 +142,9 @@ def build_explainer(spec: dict, num_threads: int | None = None):
     model = model.to(spec.get("device") or "cpu")
     return Explainer(model, tokenizer, task=spec["task"], labels=spec["labels"], template=spec["template"],
                      heads=spec["heads"], method=spec["method"], alpha=spec["alpha"], max_size=spec["max_size"],
-                     search=spec.get("search", "guided"), budget=spec.get("budget"))
+                     search=spec.get("search", "guided"), budget=spec.get("budget"), label=spec.get("label"),
+                     goal=spec.get("goal", "auto"), layer=spec.get("layer", -1),
+                     replacement=spec.get("replacement", "pad"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1107,6 +1112,8 @@ def _load(spec: dict):
     try:
         return build_explainer(spec)
     except FileNotFoundError as exc:
+        raise BatchError(str(exc)) from None
+    except ArgumentError as exc:  # the explainer's options (label, layer, replacement, ...)
         raise BatchError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise BatchError(str(exc) if type(exc).__name__ == "ModelLoadError" else

@@ -12,8 +12,9 @@ import warnings
 
 
 from .batch import DEFAULT_BUDGET
+from .errors import CleannError
 
-class UsageError(Exception):
+class UsageError(CleannError):
     pass
 
 
@@ -250,7 +251,8 @@ def _batch(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size, args.method,
-                          args.alpha, args.device, search=args.search, budget=args.budget)
+                          args.alpha, args.device, search=args.search, budget=args.budget, label=args.label,
+                          goal=args.goal, layer=args.layer, replacement=args.replacement)
     spec["allow_new_head"] = args.allow_new_head
     overlap = {"auto": "auto", "on": True, "off": False}[args.overlap]
     try:
@@ -270,7 +272,7 @@ def _batch(args) -> int:
                       limit=args.limit, shard=shard, input_format=args.input_format,
                       max_error_rate=args.max_error_rate)
     except BatchError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(_option_message(exc)) from None
     for w in summary.warnings():
         print(f"cleann: warning: {w}", file=sys.stderr)
     print(summary.line())
