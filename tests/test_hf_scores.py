@@ -213,3 +213,12 @@ def test_batch_jobs_explain_the_chosen_label_and_keep_it_in_their_configuration(
     r = subprocess.run(base + ["--label", "positive", "--layer", "4", "--replacement", "mask"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "differs in: label" in r.stderr
+
+
+def test_results_render_as_html_for_notebooks(minilm):
+    model, tok, _ = minilm
+    res = Explainer(model, tok, labels=LABELS, budget=60).explain("the <b>film</b> was wonderful")
+    page = res.to_html()
+    assert page.lstrip().lower().startswith("<!doctype html") and "<b>film" not in page
+    fragment = res._repr_html_()
+    assert "<html" not in fragment.lower() and "<svg" in fragment and res.prediction in fragment

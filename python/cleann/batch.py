@@ -33,8 +33,14 @@ import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import ArgumentError, CleannError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .hf import Explainer
 
 FORMATS = ("jsonl", "parquet")
 INPUT_FORMATS = ("jsonl", "csv", "parquet")
@@ -130,7 +136,7 @@ def version() -> str:
     return str(getattr(package, "__version__", None) or importlib.metadata.version("cleann"))
 
 
-def build_explainer(spec: dict, num_threads: int | None = None):
+def build_explainer(spec: dict, num_threads: int | None = None) -> "Explainer":
     """Loads the model of ``spec`` onto its device and wraps it in a cleann.hf.Explainer."""
     from .hf import Explainer, load
 
@@ -223,7 +229,8 @@ def _text_stream(src: Source):
     return open(src.file, encoding="utf-8", newline="" if src.format == "csv" else None)
 
 
-def read_rows(src: "Source | str", id_col: str = "id", text_col: str = "text", keep: tuple = ()):
+def read_rows(src: "Source | str", id_col: str = "id", text_col: str = "text",
+              keep: tuple = ()) -> Iterator[tuple[int, dict]]:
     """Yields (line, row dict) from a JSONL, CSV or Parquet input (``line``: the JSONL line, or the
     1-based row of a CSV or Parquet file); checks that the id, text and ``keep`` columns exist, and
     refuses up front a JSONL input whose first row is not a JSON object (a CSV file read as JSONL)."""
@@ -419,7 +426,7 @@ def _kept_types(src: Source, rows, keep: tuple, id_col: str, text_col: str) -> d
 # Output: the record schema
 
 
-def record_schema(graphs: bool = True, kept: dict | None = None):
+def record_schema(graphs: bool = True, kept: dict | None = None) -> "pa.Schema":
     """The Arrow schema of a Parquet part, in column order. Token positions are int32; every
     field but ``id`` may be null (a record that lacks a field gets null there).
 

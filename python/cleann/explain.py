@@ -31,7 +31,7 @@ import itertools
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Generator, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -543,7 +543,8 @@ def explain_tokens(tokens: Sequence[int], target: int, tester, max_size: int | N
 
 def search_steps(spaces: list[_Space], max_size: int | None, *, search: str, base: float | None, chunk: int,
                  budget: int | None, minimal: bool = True, first: bool = False, connected: bool | None = None,
-                 beam_width: int = 3, expand: int = 4, per_head_minimum: bool = False):
+                 beam_width: int = 3, expand: int = 4,
+                 per_head_minimum: bool = False) -> Generator[list, list, tuple]:
     """The search as a generator (yields lists of sets, is sent their answers, returns
     ``(per-head found sets, per-head statuses, ledger)``): what :class:`cleann.hf.Explainer`
     drives for many texts at once."""

@@ -13,7 +13,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -46,7 +46,7 @@ class ModelLoadError(CleannError, ValueError):
     head the checkpoint does not have)."""
 
 
-def load(path: str | None = None, task: str = "zero-shot", *, allow_new_head: bool = False):
+def load(path: str | None = None, task: str = "zero-shot", *, allow_new_head: bool = False) -> tuple[Any, Any]:
     """(model, tokenizer) from a local folder, offline; the default is all-MiniLM-L6-v2.
 
     A checkpoint without the weights of the task's head (e.g. all-MiniLM-L6-v2 for
@@ -331,7 +331,7 @@ class Explainer:
         return results[0] if single else results
 
     def stream(self, batches: Iterable[Sequence[str]], target: int | None = None, overlap: bool = True,
-               errors: str = "raise"):
+               errors: str = "raise") -> Iterator[list]:
         """Explains batches of texts in turn, yielding one list of results per batch, in order.
 
         With ``overlap`` the graphs of a batch are learned on a worker thread (the compiled core
