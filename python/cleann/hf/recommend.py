@@ -24,7 +24,7 @@ import numbers
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -33,6 +33,9 @@ from ..errors import ArgumentError
 from ..explain import _check_options, _space, assemble, search_steps
 from .capture import AttentionCapture
 from .testers import _Tester, score_many
+
+if TYPE_CHECKING:
+    from transformers import BertForMaskedLM
 
 REMOVALS = ("replace", "drop")
 
@@ -272,7 +275,7 @@ class RecommenderExplainer:
         self.batch_size = _int_arg("batch_size", batch_size)
         self.exclude = tuple(int(e) for e in exclude)
 
-    def __call__(self, sessions):
+    def __call__(self, sessions) -> "RecommendationExplanation | list[RecommendationExplanation]":
         return self.explain(sessions)
 
     def tester(self, session, lazy: bool = True) -> MaskedItemTester:
@@ -281,7 +284,7 @@ class RecommenderExplainer:
                                 removal=self.removal, top_k=self.top_k, batch_size=self.batch_size, lazy=lazy,
                                 exclude=self.exclude)
 
-    def explain(self, sessions):
+    def explain(self, sessions) -> "RecommendationExplanation | list[RecommendationExplanation]":
         """One session (a list of item ids) or a list of sessions -> RecommendationExplanation(s)."""
         if isinstance(sessions, (str, bytes)) or not hasattr(sessions, "__iter__"):
             raise ArgumentError(f"sessions must be a session (a list of item ids) or a list of sessions, got "
@@ -310,7 +313,7 @@ class RecommenderExplainer:
             r.seconds = {"recommend": t_rec, "forward": t_fwd, "discovery": td, "testing": r.seconds["testing"]}
         return results[0] if single else results
 
-    def _attention(self, abduced):
+    def _attention(self, abduced) -> list:
         """The chosen heads' attention [H, n+1, n+1] of each abduced input (float32 NumPy)."""
         length = max(len(s) for s in abduced)
         ids = torch.full((len(abduced), length), self.pad_item, dtype=torch.long)
@@ -517,7 +520,8 @@ def _pad(rows: Sequence[Sequence[int]], pad_item: int) -> tuple[torch.Tensor, to
 
 def train_bert4rec(sessions: Sequence[Sequence[int]], num_items: int, *, hidden: int = 64, layers: int = 2,
                    heads: int = 2, epochs: int = 10, seed: int = 0, mask_prob: float = 0.2, last_prob: float = 0.5,
-                   batch_size: int = 16, lr: float = 1e-3, max_length: int | None = None, dropout: float = 0.0):
+                   batch_size: int = 16, lr: float = 1e-3, max_length: int | None = None,
+                   dropout: float = 0.0) -> "BertForMaskedLM":
     """A BERT4Rec-style ``BertForMaskedLM`` trained with the cloze objective on CPU, seeded.
 
     Items are 1..``num_items``, the padding item 0 and the [MASK] item ``num_items`` + 1. Each
