@@ -106,6 +106,7 @@ class _Tester(ABC):
         self.forward_passes = 0
         self.candidates = 0  # distinct sets sent to the model (the unmodified input not included)
         self._margins: dict[frozenset, float] = {}
+        self._label_scores: dict[frozenset, float] = {}  # the explained label's score (score_kind) per set
         self._prediction: int | None = None
         self._explained: int | None = None  # the label whose lead the margins measure
         self._goal: str | None = None  # "lose" or "win", once resolved against the prediction
@@ -175,6 +176,7 @@ class _Tester(ABC):
         top = torch.topk(shown, k)
         self.top_scores = list(zip(top.indices.tolist(), top.values.tolist()))
         self.base_label_score = float(shown[self._explained])
+        self._label_scores[frozenset()] = self.base_label_score
         self._margins[frozenset()] = self._margin(scores[None])[0]
 
     def _in_kind(self, scores: torch.Tensor) -> torch.Tensor:
@@ -195,38 +197,25 @@ class _Tester(ABC):
     def label_scores(self, sets: Sequence[Sequence[int]], keep: bool = False) -> list[float]:
         """The explained label's score (``score_kind``) with each set's tokens replaced, or with
         ``keep=True`` every token replaced except the set's, the protected ones and those in
-        ``keep_always`` (e.g. special tokens). One forward pass, not cached, counted in
-        ``forward_passes`` and ``extra_sequences`` (not in ``candidates``)."""
-        return self._label_scores([self._key_of(s, keep) for s in sets])
+        ``keep_always`` (e.g. special tokens). Sets judged before come from the cache; the others
+        are counted in ``extra_sequences``, not in ``candidates``."""
+        keyed = [self.complement(s) if keep else list(s) for s in sets]
+        score_many([(self, keyed)], self.batch_size, extra=True)
+        return [self._label_scores[self.key(s)] for s in keyed]
+
+    def complement(self, tokens: Sequence[int]) -> list[int]:
+        """The positions sufficiency replaces: all but the set's, the protected ones and
+        ``keep_always``."""
+        keep = self.key(tokens) | self.protected | self.keep_always
+        return [p for p in range(self.input_ids.numel()) if p not in keep]
 
     def faithfulness(self, tokens: Sequence[int]) -> tuple[float, float]:
         """ERASER's comprehensiveness and sufficiency (DeYoung et al., 2020) of one set, with the
         model's own score s of the explained label: s(x) - s(x without the set), and
-        s(x) - s(only the set, the protected tokens and ``keep_always``). Two sequences, one pass."""
-        without, only = self._label_scores([self._key_of(tokens, False), self._key_of(tokens, True)])
+        s(x) - s(only the set, the protected tokens and ``keep_always``). At most two sequences
+        (none for a set the search judged already and whose complement it judged too)."""
+        without, only = self.label_scores([tokens, self.complement(tokens)])
         return self.base_label_score - without, self.base_label_score - only
-
-    def _key_of(self, tokens, keep: bool) -> frozenset:
-        k = self.key(tokens)
-        if keep:
-            k = frozenset(range(self.input_ids.numel())) - k - self.protected - self.keep_always
-        return k
-
-    def _label_scores(self, keys: list[frozenset]) -> list[float]:
-        self.prediction  # noqa: B018 (computes it)
-        if not keys:
-            return []
-        n = self.input_ids.numel()
-        with torch.inference_mode():
-            built = [self._row(k, n) for k in keys]
-            ids = torch.stack([b[0] for b in built])
-            mask = torch.stack([b[1] for b in built])
-            outputs = self.model(input_ids=ids, attention_mask=mask)
-            rows = torch.arange(len(keys), device=ids.device)
-            scores = self._scores(outputs, rows, mask).detach().cpu()
-        self.forward_passes += 1
-        self.extra_sequences += len(keys)
-        return self._in_kind(scores)[:, self._explained].tolist()
 
     def key(self, tokens) -> frozenset:
         """The checked set of positions of one candidate (the cache key)."""
@@ -267,13 +256,15 @@ class _Tester(ABC):
         return torch.cat([ids, pad]), torch.cat([self.attention_mask, torch.zeros_like(pad)])
 
 
-def score_many(requests, batch_size: int = 256) -> list[list[float]]:
+def score_many(requests, batch_size: int = 256, extra: bool = False) -> list[list[float]]:
     """Margins for the candidate sets of many testers of one model, in shared forward passes.
 
     Args:
         requests: ``(tester, sets)`` pairs; every tester must use the same model.
         batch_size: sequences per forward pass (fewer for testers whose scores are a vocabulary,
             so that one pass's output stays under 512 MiB).
+        extra: count the sets sent in ``extra_sequences`` (measurements such as faithfulness)
+            instead of ``candidates`` (the search's cost).
 
     Sets each tester answered before come from its cache. The unmodified inputs of testers that
     have no prediction yet are run first (one pass for all of them). Sequences are grouped by
@@ -300,12 +291,12 @@ def score_many(requests, batch_size: int = 256) -> list[list[float]]:
                 seen.add((id(t), k))
                 todo.append((t, k))
     if todo:
-        _run(model, todo, batch_size)
+        _run(model, todo, batch_size, extra)
     return [[t._margins[k] for k in ks] for (t, _), ks in zip(requests, keys)]
 
 
 @torch.inference_mode()
-def _run(model, rows, batch_size: int) -> None:
+def _run(model, rows, batch_size: int, extra: bool = False) -> None:
     """Forward passes over (tester, key) rows, key None for a tester's unmodified input; stores
     the margins (or the base prediction) in each tester and counts passes and candidates."""
     rows = sorted(rows, key=lambda r: -r[0].input_ids.numel())  # stable: each tester's order is kept
@@ -336,9 +327,14 @@ def _run(model, rows, batch_size: int) -> None:
             if chunk[members[0]][1] is None:
                 t._set_base(scores[0])
                 continue
-            for r, m in zip(members, t._margin(scores)):
+            label = t._in_kind(scores)[:, t._explained].tolist()
+            for r, m, v in zip(members, t._margin(scores), label):
                 t._margins[chunk[r][1]] = m
-            t.candidates += len(members)
+                t._label_scores[chunk[r][1]] = v
+            if extra:
+                t.extra_sequences += len(members)
+            else:
+                t.candidates += len(members)
 
 
 class MaskedTokenTester(_Tester):
