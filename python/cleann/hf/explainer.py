@@ -22,7 +22,7 @@ from ..errors import ArgumentError, CleannError
 from ..explain import SEARCHES, _check_options, _space, assemble, search_steps
 from .capture import AttentionCapture
 from .testers import (MaskedTokenTester, NextTokenTester, SequenceClassificationTester, ZeroShotTester, check_template,
-                      embed_labels, score_many)
+                      drive_searches, embed_labels, score_many)
 
 TASKS = ("zero-shot", "sequence-classification", "masked-token", "next-token")
 #: A prediction is a near tie (``low_margin``) when its best two scores differ by less than this,
@@ -461,21 +461,7 @@ class Explainer:
         gens = [search_steps(sp, self.max_size, search=self.search, base=t.base_margin, chunk=self.batch_size,
                              budget=self.budget, per_head_minimum=self.per_head_minimum)
                 for sp, t in zip(spaces, testers)]
-        done: dict[int, tuple] = {}
-        pending: dict[int, list] = {}
-        for k, gen in enumerate(gens):
-            self._advance(k, gen, None, pending, done)
-        while pending:
-            order = sorted(pending)
-            before = [testers[k].candidates for k in order]
-            t1 = time.perf_counter()
-            answers = score_many([(testers[k], [list(s) for s in pending[k]]) for k in order], self.batch_size)
-            spent = time.perf_counter() - t1
-            sent = [testers[k].candidates - b for k, b in zip(order, before)]
-            total = sum(sent)
-            for k, a, n_k in zip(order, answers, sent):
-                seconds[k] += spent * (n_k / total if total else 1 / len(order))
-                self._advance(k, gens[k], a, pending, done)
+        done = drive_searches(gens, testers, self.batch_size, seconds)
         results = []
         for k, (it, (graphs, t_discovery)) in enumerate(zip(items, discovered)):
             tester = testers[k]
@@ -517,16 +503,6 @@ class Explainer:
         threshold = LOW_MARGIN[tester.score_kind] if self.low_margin is None else float(self.low_margin)
         res.low_margin = len(top) == 2 and top[0] - top[1] < threshold
         res.token_scores = token_scores_of(len(res.tokens), res.heads)
-
-
-    @staticmethod
-    def _advance(k, gen, answers, pending, done) -> None:
-        """Sends a text's answers to its search; files its next request, or its result."""
-        try:
-            pending[k] = next(gen) if answers is None else gen.send(answers)
-        except StopIteration as stop:
-            pending.pop(k, None)
-            done[k] = stop.value
 
     def _target(self, ids, target) -> int:
         n = len(ids)

@@ -32,7 +32,7 @@ from .. import _learn
 from ..errors import ArgumentError
 from ..explain import _check_options, _space, assemble, search_steps
 from .capture import AttentionCapture
-from .testers import _Tester, score_many
+from .testers import _Tester, drive_searches, score_many
 
 if TYPE_CHECKING:
     from transformers import BertForMaskedLM
@@ -338,28 +338,7 @@ class RecommenderExplainer:
         gens = [search_steps(sp, self.max_size, search=self.search, base=t.base_margin, chunk=self.batch_size,
                              budget=self.budget) for sp, t in zip(spaces, testers)]
         seconds = [0.0] * len(batch)
-        done, pending = {}, {}
-
-        def advance(k, answers):
-            try:
-                pending[k] = next(gens[k]) if answers is None else gens[k].send(answers)
-            except StopIteration as stop:
-                pending.pop(k, None)
-                done[k] = stop.value
-
-        for k in range(len(batch)):
-            advance(k, None)
-        while pending:
-            order = sorted(pending)
-            before = [testers[k].candidates for k in order]
-            t1 = time.perf_counter()
-            answers = score_many([(testers[k], [list(s) for s in pending[k]]) for k in order], self.batch_size)
-            spent = time.perf_counter() - t1
-            sent = [testers[k].candidates - b for k, b in zip(order, before)]
-            total = sum(sent)
-            for k, a, n_k in zip(order, answers, sent):
-                seconds[k] += spent * (n_k / total if total else 1 / len(order))
-                advance(k, a)
+        done = drive_searches(gens, testers, self.batch_size, seconds)
         results = []
         for k, tester in enumerate(testers):
             t2 = time.perf_counter()

@@ -22,6 +22,7 @@ forward passes: their inputs are padded to the longest in a pass, so each pass h
 from __future__ import annotations
 
 import numbers
+import time
 from abc import ABC, abstractmethod
 from typing import Sequence
 
@@ -293,6 +294,37 @@ def score_many(requests, batch_size: int = 256, extra: bool = False) -> list[lis
     if todo:
         _run(model, todo, batch_size, extra)
     return [[t._margins[k] for k in ks] for (t, _), ks in zip(requests, keys)]
+
+
+def drive_searches(gens: list, testers: list, batch_size: int, seconds: list[float]) -> dict[int, tuple]:
+    """Runs the search generators of many testers of one model together: each round, every
+    search's requested sets go into shared forward passes (``score_many``) and each gets its
+    answers. ``seconds[k]`` gains search k's share of each round, in proportion to the sets it
+    sent. Returns each search's return value by index."""
+    done: dict[int, tuple] = {}
+    pending: dict[int, list] = {}
+
+    def advance(k, answers):
+        try:
+            pending[k] = next(gens[k]) if answers is None else gens[k].send(answers)
+        except StopIteration as stop:
+            pending.pop(k, None)
+            done[k] = stop.value
+
+    for k in range(len(gens)):
+        advance(k, None)
+    while pending:
+        order = sorted(pending)
+        before = [testers[k].candidates for k in order]
+        t1 = time.perf_counter()
+        answers = score_many([(testers[k], [list(s) for s in pending[k]]) for k in order], batch_size)
+        spent = time.perf_counter() - t1
+        sent = [testers[k].candidates - b for k, b in zip(order, before)]
+        total = sum(sent)
+        for k, a, n_k in zip(order, answers, sent):
+            seconds[k] += spent * (n_k / total if total else 1 / len(order))
+            advance(k, a)
+    return done
 
 
 @torch.inference_mode()
