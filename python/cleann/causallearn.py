@@ -1,0 +1,474 @@
+"""A drop-in for causal-learn's PC and FCI: change one import, get the same objects and graphs.
+
+``from cleann.causallearn import pc, fci`` in place of ``from causallearn.search.ConstraintBased.PC
+import pc`` and ``...FCI import fci``: the same arguments, the same result types (causal-learn's
+``CausalGraph`` and ``(GeneralGraph, edges)``, built with causal-learn's own classes), the same
+graphs mark for mark as causal-learn 0.1.4.8, with the expensive part run by cleann's compiled core.
+
+What runs where:
+
+- Fisher z (``"fisherz"``) and d-separation (``"d_separation"`` with ``true_dag=``): the skeleton
+  search (causal-learn's stable adjacency search, every separating set of the removal level kept)
+  runs in the compiled core, on ``np.corrcoef(data.T)`` with N = the number of rows, or on a
+  :class:`cleann.oracle.DSeparation` oracle.
+- PC with ``uc_rule=0`` and Fisher z: the orientation runs in the core too (:func:`cleann.pc`,
+  ``sepsets="all"``), which follows causal-learn's decisions and scan orders.
+- Every other orientation (PC's ``uc_rule`` 1 and 2, d-separation's PC, FCI's possible-d-sep
+  stage and rules) runs causal-learn's own orientation functions on the skeleton the core found,
+  with a Fisher z test whose p-values are computed as causal-learn computes them (the same
+  correlation matrix, the same arithmetic), so every comparison of p-values it makes comes out
+  the same.
+- Anything else is handed to causal-learn itself with a warning: other CI tests (chisq, gsq, kci,
+  mv_fisherz, registered custom tests), ``mvpc=True``, ``stable=False``.
+- Background knowledge is refused (:class:`UnsupportedError`): its effect on the adjacency search
+  is not reproduced by the core.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+import numpy as np
+
+from .errors import ArgumentError, CleannError
+
+__all__ = ["CausalLearnMissingError", "UnsupportedError", "fci", "pc"]
+
+#: the CI tests causal-learn 0.1.4.8 knows by name
+CAUSALLEARN_TESTS = ("fisherz", "mv_fisherz", "mc_fisherz", "kci", "fastkci", "rcit", "chisq", "gsq",
+                     "d_separation")
+#: the ones cleann runs itself
+OWN_TESTS = ("fisherz", "d_separation")
+FCI_SEMANTICS = ("causal-learn", "zhang")
+
+
+class UnsupportedError(CleannError, NotImplementedError):
+    """An option of causal-learn's PC or FCI that the drop-in does not reproduce."""
+
+
+class CausalLearnMissingError(CleannError, ImportError):
+    """causal-learn is not installed; the drop-in builds causal-learn's own result objects."""
+
+
+def _causallearn():
+    try:
+        import causallearn  # noqa: F401
+        from causallearn.graph.GraphClass import CausalGraph  # noqa: F401
+    except ImportError as exc:
+        raise CausalLearnMissingError(
+            "cleann.causallearn returns causal-learn's own graph objects and needs causal-learn: "
+            "pip install causal-learn") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks
+
+
+def _alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < float(alpha) < 1:
+        raise ArgumentError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    return float(alpha)
+
+
+def _data(data, name: str, finite: bool) -> np.ndarray:
+    try:
+        x = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(f"{name} must be a numeric array [n_samples, n_features], got {type(data).__name__}") \
+            from exc
+    if x.ndim != 2:
+        raise ArgumentError(f"{name} must have shape [n_samples, n_features], got {list(x.shape)}")
+    if x.shape[1] == 0:
+        raise ArgumentError(f"{name} has no columns (shape {list(x.shape)})")
+    if finite:
+        if x.shape[0] < 4:
+            raise ArgumentError(f"{name} needs at least 4 rows for a Fisher z test, got {x.shape[0]}")
+        if not np.isfinite(x).all():
+            r, c = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
+            raise ArgumentError(f"{name} holds a non-finite value at row {r}, column {c}")
+    return x
+
+
+def _names(node_names, n: int) -> list[str]:
+    if node_names is None:
+        return [f"X{i + 1}" for i in range(n)]
+    names = list(node_names)
+    if len(names) != n or len(set(names)) != n:
+        raise ArgumentError(f"node_names must be {n} distinct names, one per column, got {names!r}")
+    return names
+
+
+def _depth(value, name: str) -> int | None:
+    """causal-learn's depth conventions: None or -1 unlimited, else a level >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < -1:
+        raise ArgumentError(f"{name} must be an int >= -1 (-1: unlimited), got {value!r}")
+    return None if int(value) == -1 else int(value)
+
+
+def _test_name(test, argument: str) -> str:
+    if not isinstance(test, str):
+        raise ArgumentError(f"{argument} must be the name of a CI test (causal-learn's constants such as "
+                            f"causallearn.utils.cit.fisherz are these names), got {type(test).__name__}")
+    from causallearn.utils import cit
+
+    if test not in CAUSALLEARN_TESTS and test not in cit._custom_ci_tests:
+        raise ArgumentError(f"{argument} {test!r} is not a CI test causal-learn knows: one of "
+                            f"{', '.join(CAUSALLEARN_TESTS)} or a test registered with register_ci_test")
+    return test
+
+
+def _ours(test: str) -> bool:
+    from causallearn.utils import cit
+
+    return test in OWN_TESTS and test not in cit._custom_ci_tests
+
+
+def _oracle(kwargs: dict, n: int, argument: str):
+    from .oracle import DSeparation
+
+    dag = kwargs.get("true_dag")
+    if dag is None:
+        raise ArgumentError(f"{argument}='d_separation' needs the true DAG: pass true_dag=<networkx.DiGraph>")
+    import networkx as nx
+
+    if not isinstance(dag, nx.DiGraph):
+        raise ArgumentError(f"true_dag must be a networkx.DiGraph, got {type(dag).__name__}")
+    missing = [v for v in range(n) if v not in dag]
+    if missing:
+        raise ArgumentError(f"true_dag must have the nodes 0..{n - 1} (one per data column), lacks {missing[:5]}")
+    return DSeparation(dag, observed=list(range(n)))
+
+
+def _no_background_knowledge(background_knowledge, fn: str) -> None:
+    if background_knowledge is not None:
+        raise UnsupportedError(
+            f"cleann.causallearn.{fn} does not support background_knowledge (forbidden, required edges or tiers): "
+            f"call causal-learn's own {fn} for it")
+
+
+def _hand_over(fn: str, why: str) -> None:
+    warnings.warn(f"cleann.causallearn.{fn}: {why}; running causal-learn's own {fn}", stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CI tests the orientation stages call
+
+
+def _fisher_z_class():
+    """A causal-learn CI test object (a CIT_Base) computing causal-learn's Fisher z p-values on a
+    given correlation matrix: the same variable order, inverse and normal tail, so equal
+    bit for bit, which the orientation rules comparing p-values (maxP, priorities 3, 4) need."""
+    from causallearn.utils.cit import CIT_Base
+    from scipy.special import ndtr
+
+    class CorrelationFisherZ(CIT_Base):
+        def __init__(self, data, correlation_matrix, sample_size):
+            super().__init__(data)
+            self.method = "fisherz"
+            self.correlation_matrix = correlation_matrix
+            self.sample_size = sample_size
+
+        def save_to_local_cache(self):  # no cache file: nothing to save
+            pass
+
+        def __call__(self, X, Y, condition_set=None):
+            S = sorted(set(map(int, condition_set or ())))
+            a, b = (int(X), int(Y)) if X < Y else (int(Y), int(X))
+            key = (a, b, tuple(S))
+            p = self.pvalue_cache.get(key)
+            if p is None:
+                var = [a, b] + S
+                try:
+                    inv = np.linalg.inv(self.correlation_matrix[np.ix_(var, var)])
+                except np.linalg.LinAlgError as exc:
+                    raise ArgumentError(f"the correlation matrix of data is singular on columns {var}") from exc
+                r = -inv[0, 1] / math.sqrt(abs(inv[0, 0] * inv[1, 1]))
+                if abs(r) >= 1:
+                    r = (1.0 - np.finfo(float).eps) * np.sign(r)
+                z = math.sqrt(self.sample_size - len(S) - 3) * abs(0.5 * math.log((1 + r) / (1 - r)))
+                p = 2 * (1 - ndtr(abs(z)))
+                self.pvalue_cache[key] = p
+            return p
+
+    return CorrelationFisherZ
+
+
+_FISHER_Z = None
+
+
+def _fisher_z(x: np.ndarray, R: np.ndarray):
+    global _FISHER_Z
+    if _FISHER_Z is None:
+        _FISHER_Z = _fisher_z_class()
+    return _FISHER_Z(x[:1], R, x.shape[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Skeletons
+
+
+def _skeleton(test: str, x: np.ndarray, R, oracle, alpha: float, level: int | None):
+    """(adjacency bool [n, n], {(i, j), i < j: union of the separating sets of the removal level})."""
+    import cleann
+
+    if test == "fisherz":
+        sk = cleann.skeleton(R, x.shape[0], alpha, max_level=level, sepsets="all")
+        seps = {key: tuple(sorted(sk.sepsets.union(key))) for key in _removed(sk.adjacency)}
+        return sk.adjacency.astype(bool), seps
+    g = cleann.fci(oracle, max_level=level, sepsets="all", possible_dsep=False)
+    return g.adjacency, {key: tuple(sorted(g.sepsets[key])) for key in _removed(g.adjacency)}
+
+
+def _removed(adjacency: np.ndarray) -> list[tuple[int, int]]:
+    i, j = np.nonzero(np.triu(~adjacency.astype(bool), 1))
+    return list(zip(i.tolist(), j.tolist()))
+
+
+def _causal_graph(names: list[str], adjacency: np.ndarray, seps: dict):
+    """causal-learn's CausalGraph over ``names`` holding the undirected skeleton, in the state its
+    adjacency search leaves it: undirected edges touch only ``G.graph``, never GeneralGraph's
+    ancestor cache, so the matrix is written directly (building the complete graph edge by edge
+    and removing edges costs seconds at 200 nodes)."""
+    from causallearn.graph.GeneralGraph import GeneralGraph
+    from causallearn.graph.GraphClass import CausalGraph
+    from causallearn.graph.GraphNode import GraphNode
+
+    n = len(names)
+    cg = CausalGraph(1, names[:1])
+    cg.G = GeneralGraph([GraphNode(name) for name in names])
+    cg.G.graph[:] = np.where(adjacency, -1, 0)
+    np.fill_diagonal(cg.G.graph, 0)
+    cg.sepset = np.empty((n, n), object)
+    for (i, j), s in seps.items():
+        cg.sepset[i, j] = [s]
+        cg.sepset[j, i] = [s]
+    return cg
+
+
+# ---------------------------------------------------------------------------------------------
+# PC
+
+
+def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int = 0, uc_priority: int = 2,
+       mvpc: bool = False, correction_name: str = "MV_Crtn_Fisher_Z", background_knowledge=None,
+       verbose: bool = False, show_progress: bool = True, node_names=None, max_k: int | None = None, **kwargs):
+    """causal-learn's ``pc`` (``causallearn.search.ConstraintBased.PC.pc``, 0.1.4.8), same arguments.
+
+    Args:
+        data: [n_samples, n_features] (for ``"d_separation"`` a placeholder: only its columns count).
+        alpha: significance level in (0, 1); independent iff p > alpha.
+        indep_test: a CI test name. ``"fisherz"`` and ``"d_separation"`` (kwargs ``true_dag``, a
+            networkx DiGraph whose nodes 0..n_features-1 are the columns) run in cleann; any other
+            is handed to causal-learn with a warning.
+        stable: True (the default) runs in cleann; False is handed to causal-learn.
+        uc_rule: 0 (separating sets), 1 (maxP), 2 (definite maxP).
+        uc_priority: -1 (the rule's default: 3 for uc_rule 0 and 1, 4 for 2), 0-4, as in
+            causal-learn (uc_rule 2 takes only -1, 2, 3, 4).
+        mvpc, correction_name: ``mvpc=True`` is handed to causal-learn.
+        background_knowledge: refused with :class:`UnsupportedError`.
+        verbose: True lets causal-learn's orientation functions print what they orient.
+        show_progress: accepted; no progress bar is shown.
+        node_names: names of the columns (default X1, X2, ...).
+        max_k: largest conditioning set of the adjacency search (None: unlimited).
+        **kwargs: ``true_dag`` for d-separation; for a handed-over test, its own arguments.
+
+    Returns:
+        causal-learn's ``CausalGraph``: ``G`` its GeneralGraph (``G.graph[j, i] = 1`` and
+        ``G.graph[i, j] = -1``: i --> j), ``sepset[i, j]`` for a removed pair a list holding one
+        tuple, the union of the separating sets found, ``test`` the CI test and ``PC_elapsed``.
+    """
+    _causallearn()
+    a = _alpha(alpha)
+    test = _test_name(indep_test, "indep_test")
+    if isinstance(uc_rule, bool) or uc_rule not in (0, 1, 2):
+        raise ArgumentError(f"uc_rule must be 0, 1 or 2, got {uc_rule!r}")
+    if isinstance(uc_priority, bool) or uc_priority not in (-1, 0, 1, 2, 3, 4):
+        raise ArgumentError(f"uc_priority must be -1, 0, 1, 2, 3 or 4, got {uc_priority!r}")
+    if uc_rule == 2 and uc_priority in (0, 1):
+        raise ArgumentError(f"uc_priority must be -1, 2, 3 or 4 with uc_rule=2 (definite maxP), got {uc_priority}")
+    _no_background_knowledge(background_knowledge, "pc")
+    reason = None
+    if mvpc:
+        reason = "mvpc=True (missing-value PC) is not in cleann"
+    elif not _ours(test):
+        reason = f"the CI test {test!r} is not in cleann"
+    elif not stable:
+        reason = "stable=False (order-dependent skeleton) is not in cleann"
+    if reason is not None:
+        from causallearn.search.ConstraintBased.PC import pc as cl_pc
+
+        _hand_over("pc", reason)
+        return cl_pc(data, alpha, indep_test, stable, uc_rule, uc_priority, mvpc, correction_name,
+                     background_knowledge, verbose, show_progress, node_names, max_k, **kwargs)
+
+    start = time.time()
+    x = _data(data, "data", finite=test == "fisherz")
+    n = x.shape[1]
+    names = _names(node_names, n)
+    level = _depth(max_k, "max_k")
+    if test == "fisherz":
+        R, oracle = np.corrcoef(x.T), None
+        if n == 1:
+            R = np.ones((1, 1))
+    else:
+        R, oracle = None, _oracle(kwargs, n, "indep_test")
+    adjacency, seps = _skeleton(test, x, R, oracle, a, level)
+    cg = _causal_graph(names, adjacency, seps)
+    if test == "fisherz":
+        cg.set_ind_test(_fisher_z(x, R))
+    else:
+        from causallearn.utils.cit import CIT
+
+        cg.set_ind_test(CIT(x, "d_separation", true_dag=kwargs["true_dag"]))
+
+    if test == "fisherz" and uc_rule == 0:
+        import cleann
+
+        priority = 3 if uc_priority == -1 else uc_priority
+        g = cleann.pc(R, x.shape[0], a, sepsets="all", uc_priority=priority, max_level=level)
+        from .graph import to_causallearn
+
+        cg.G.graph[:] = to_causallearn(g, as_array=True)
+        cg.G.reconstitute_dpath(cg.G.get_graph_edges())
+    else:
+        with _quiet(verbose):
+            cg = _orient_pc(cg, a, uc_rule, uc_priority)
+    cg.PC_elapsed = time.time() - start
+    return cg
+
+
+def _orient_pc(cg, alpha: float, uc_rule: int, uc_priority: int):
+    """causal-learn's collider step for ``uc_rule`` and its Meek step, run on ``cg``."""
+    from causallearn.utils.PCUtils import Meek, UCSepset
+
+    extra = () if uc_priority == -1 else (uc_priority,)
+    if uc_rule == 0:
+        return Meek.meek(UCSepset.uc_sepset(cg, *extra))
+    if uc_rule == 1:
+        return Meek.meek(UCSepset.maxp(cg, *extra))
+    return Meek.meek(Meek.definite_meek(UCSepset.definite_maxp(cg, alpha, *extra)))
+
+
+# ---------------------------------------------------------------------------------------------
+# FCI
+
+
+def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth: int = -1,
+        max_path_length: int = -1, verbose: bool = False, background_knowledge=None, show_progress: bool = True,
+        node_names=None, *, semantics: str = "causal-learn", **kwargs):
+    """causal-learn's ``fci`` (``causallearn.search.ConstraintBased.FCI.fci``, 0.1.4.8), same arguments.
+
+    Args:
+        dataset: [n_samples, n_features] (for ``"d_separation"`` a placeholder).
+        independence_test_method: ``"fisherz"`` or ``"d_separation"`` (kwargs ``true_dag``) run
+            in cleann; any other CI test is handed to causal-learn with a warning.
+        alpha: significance level in (0, 1).
+        depth: largest conditioning set of the adjacency search, -1 unlimited.
+        max_path_length: longest discriminating path of R4, -1 unlimited (causal-learn semantics).
+        background_knowledge: refused with :class:`UnsupportedError`.
+        verbose: True lets causal-learn's orientation functions print what they orient.
+        show_progress: accepted; no progress bar is shown.
+        node_names: names of the columns (default X1, X2, ...).
+        semantics: ``"causal-learn"`` (default): causal-learn's PAG, mark for mark: the core's
+            adjacency search, then causal-learn's own possible-d-sep stage and rules R0-R10 on it
+            (its reduced possible-d-sep sets, R4 by fresh tests, its R5-R10). ``"zhang"``:
+            :func:`cleann.fci` without caps (possible-d-sep as Spirtes et al., Zhang's R1-R10),
+            all in the core; the PAG can differ from causal-learn's where causal-learn deviates
+            from Zhang (2008); ``max_path_length`` is then unused.
+
+    Returns:
+        ``(G, edges)`` as causal-learn: ``G`` a GeneralGraph (``G.graph[i, j]`` the mark at i:
+        -1 tail, 1 arrowhead, 2 circle), ``edges`` its edges with causal-learn's properties.
+    """
+    _causallearn()
+    a = _alpha(alpha)
+    test = _test_name(independence_test_method, "independence_test_method")
+    if semantics not in FCI_SEMANTICS:
+        raise ArgumentError(f"semantics must be 'causal-learn' or 'zhang', got {semantics!r}")
+    level = _depth(depth, "depth")
+    if isinstance(max_path_length, bool) or not isinstance(max_path_length, numbers.Integral):
+        raise ArgumentError(f"max_path_length must be an int (-1: unlimited), got {max_path_length!r}")
+    _no_background_knowledge(background_knowledge, "fci")
+    if not _ours(test):
+        from causallearn.search.ConstraintBased.FCI import fci as cl_fci
+
+        _hand_over("fci", f"the CI test {test!r} is not in cleann")
+        return cl_fci(dataset, test, alpha, depth, max_path_length, verbose, background_knowledge, show_progress,
+                      node_names, **kwargs)
+
+    from causallearn.search.ConstraintBased import FCI as F
+
+    x = _data(dataset, "dataset", finite=test == "fisherz")
+    n = x.shape[1]
+    names = _names(node_names, n)
+    if test == "fisherz":
+        R, oracle = (np.corrcoef(x.T) if n > 1 else np.ones((1, 1))), None
+    else:
+        R, oracle = None, _oracle(kwargs, n, "independence_test_method")
+
+    if semantics == "zhang":
+        import cleann
+        from .graph import to_causallearn
+
+        source = R if oracle is None else oracle
+        g = cleann.fci(source, x.shape[0] if oracle is None else None, a, max_level=level, sepsets="all",
+                       max_pds_size=None, pds_budget=None, skeleton_budget=None)
+        G = to_causallearn(g, names=names)
+        for node in G.get_nodes():
+            node.attributes.clear()
+        G.set_pag(True)
+        return G, F.get_color_edges(G)
+
+    adjacency, seps = _skeleton(test, x, R, oracle, a, level)
+    G = _causal_graph(names, adjacency, {}).G
+    sep_sets = {}
+    for (i, j), s in seps.items():
+        sep_sets[(i, j)] = set(s)
+        sep_sets[(j, i)] = set(s)
+    if test == "fisherz":
+        ci = _fisher_z(x, R)
+    else:
+        from causallearn.utils.cit import CIT
+
+        ci = CIT(x, "d_separation", true_dag=kwargs["true_dag"])
+    with _quiet(verbose):
+        _orient_fci(F, G, sep_sets, ci, a, int(max_path_length), x, bool(verbose))
+        return G, F.get_color_edges(G)
+
+
+def _quiet(verbose: bool):
+    """causal-learn's rules print some edges even when not verbose: silenced unless verbose."""
+    import contextlib
+    import io
+
+    return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+
+
+def _orient_fci(F, G, sep_sets: dict, ci, alpha: float, max_path_length: int, x: np.ndarray, verbose: bool) -> None:
+    """causal-learn's stages after its adjacency search, in its order, on G (in place)."""
+    from causallearn.graph.Endpoint import Endpoint
+
+    nodes = G.get_nodes()
+    F.reorientAllWith(G, Endpoint.CIRCLE)
+    F.rule0(G, nodes, sep_sets, None, verbose)
+    F.removeByPossibleDsep(G, ci, alpha, sep_sets)
+    F.reorientAllWith(G, Endpoint.CIRCLE)
+    F.rule0(G, nodes, sep_sets, None, verbose)
+    changed = True
+    while changed:
+        changed = F.rulesR1R2cycle(G, None, False, verbose)
+        changed = F.ruleR3(G, sep_sets, None, changed, verbose)
+        if changed:  # causal-learn runs R4 only in passes where R1-R3 changed a mark
+            changed = F.ruleR4B(G, max_path_length, x, ci, alpha, sep_sets, changed, None, verbose)
+        changed = F.ruleR5(G, changed, verbose)
+        changed = F.ruleR6(G, changed, verbose)
+        changed = F.ruleR7(G, changed, verbose)
+        changed = F.rule8(G, nodes, changed)
+        changed = F.rule9(G, nodes, changed)
+        changed = F.rule10(G, changed)
+    G.set_pag(True)
+
