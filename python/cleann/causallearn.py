@@ -217,10 +217,23 @@ def _skeleton(test: str, x: np.ndarray, R, oracle, alpha: float, level: int | No
 
     if test == "fisherz":
         sk = cleann.skeleton(R, x.shape[0], alpha, max_level=level, sepsets="all")
-        seps = {key: tuple(sorted(sk.sepsets.union(key))) for key in _removed(sk.adjacency)}
-        return sk.adjacency.astype(bool), seps
+        return sk.adjacency.astype(bool), _unions(sk.sepsets)
     g = cleann.fci(oracle, max_level=level, sepsets="all", possible_dsep=False)
     return g.adjacency, {key: tuple(sorted(g.sepsets[key])) for key in _removed(g.adjacency)}
+
+
+def _unions(sepsets) -> dict:
+    """{(i, j): sorted union of the separating sets} from a SepSets' flat arrays (one dict entry
+    per removed pair: 20,000 at 200 variables, so no per-set Python objects)."""
+    level = np.asarray(sepsets._level, dtype=np.int64)
+    start = np.asarray(sepsets._offset, dtype=np.int64)
+    stop = start + np.asarray(sepsets._count, dtype=np.int64) * level
+    members = np.asarray(sepsets._members)
+    out = {}
+    for i, j, lvl, a, b in zip(sepsets._i.tolist(), sepsets._j.tolist(), level.tolist(), start.tolist(),
+                               stop.tolist()):
+        out[(i, j)] = () if lvl == 0 else tuple(sorted(set(members[a:b].tolist())))
+    return out
 
 
 def _removed(adjacency: np.ndarray) -> list[tuple[int, int]]:
