@@ -288,7 +288,8 @@ def test_a_full_disk_stops_cleanly_and_the_rerun_completes(tmp_path, explainer, 
 
 
 def test_ctrl_c_keeps_complete_parts(tmp_path):
-    rows = [{"id": f"t{i}", "text": TEXTS[i % len(TEXTS)] + f" [{i}]"} for i in range(12)]
+    # enough rows that the job is still running when the second part appears, on a loaded machine too
+    rows = [{"id": f"t{i}", "text": TEXTS[i % len(TEXTS)] + f" [{i}]"} for i in range(40)]
     src = write_input(tmp_path / "in.jsonl", rows)
     out = str(tmp_path / "out")
     p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", "--rows-per-part", "1", *FAST)
