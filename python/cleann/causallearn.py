@@ -20,6 +20,10 @@ What runs where:
   the same.
 - Anything else is handed to causal-learn itself with a warning: other CI tests (chisq, gsq, kci,
   mv_fisherz, registered custom tests), ``mvpc=True``, ``stable=False``.
+- causal-learn's FCI orders its possible-d-sep sets by Python's string hashes of the node names,
+  which change from process to process (PYTHONHASHSEED): its own PAG can differ between two runs
+  in two processes. The drop-in calls the same functions in the caller's process, so it equals
+  causal-learn's fci run in that process (or under the same PYTHONHASHSEED).
 - Background knowledge is refused (:class:`UnsupportedError`): its effect on the adjacency search
   is not reproduced by the core.
 """
