@@ -270,6 +270,8 @@ def test_bad_input_names_the_argument(rng):
         ccl.pc(x, 0.05, uc_rule=2, uc_priority=1)
     with pytest.raises(cleann.ArgumentError, match="node_names must be"):
         ccl.pc(x, 0.05, node_names=["a"])
+    with pytest.raises(cleann.ArgumentError, match="max_k must be None"):
+        ccl.pc(x, 0.05, max_k=-1)
     with pytest.raises(cleann.ArgumentError, match="depth must be an int"):
         ccl.fci(x, fisherz, 0.05, depth=-2)
     with pytest.raises(cleann.ArgumentError, match="semantics must be"):

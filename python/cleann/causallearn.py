@@ -326,7 +326,9 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
     x = _data(data, "data", finite=test == "fisherz")
     n = x.shape[1]
     names = _names(node_names, n)
-    level = _depth(max_k, "max_k")
+    if max_k is not None and (isinstance(max_k, bool) or not isinstance(max_k, numbers.Integral) or max_k < 0):
+        raise ArgumentError(f"max_k must be None (unlimited) or an int >= 0, got {max_k!r}")
+    level = None if max_k is None else int(max_k)
     if test == "fisherz":
         R, oracle = np.corrcoef(x.T), None
         if n == 1:
