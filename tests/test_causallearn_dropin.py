@@ -299,3 +299,26 @@ def test_missing_causal_learn_says_how_to_install(monkeypatch):
         ccl.pc(np.zeros((10, 3)))
     with pytest.raises(ccl.CausalLearnMissingError):
         ccl.fci(np.zeros((10, 3)))
+
+
+def test_the_ancestor_cache_is_causal_learns():
+    from causallearn.graph.GeneralGraph import GeneralGraph
+    from causallearn.graph.GraphNode import GraphNode
+
+    from cleann.causallearn import _dpath
+
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        n = int(rng.integers(2, 14))
+        G = GeneralGraph([GraphNode(f"X{k + 1}") for k in range(n)])
+        for a in range(n):
+            for b in range(a + 1, n):
+                kind = rng.integers(0, 4)  # none, a --> b, b --> a, a --- b
+                if kind == 1:
+                    G.graph[b, a], G.graph[a, b] = 1, -1
+                elif kind == 2:
+                    G.graph[a, b], G.graph[b, a] = 1, -1
+                elif kind == 3:
+                    G.graph[a, b] = G.graph[b, a] = -1
+        G.reconstitute_dpath(G.get_graph_edges())
+        assert np.array_equal(_dpath(G.graph), G.dpath)

@@ -352,12 +352,34 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
         from .graph import to_causallearn
 
         cg.G.graph[:] = to_causallearn(g, as_array=True)
-        cg.G.reconstitute_dpath(cg.G.get_graph_edges())
+        cg.G.dpath = _dpath(cg.G.graph)
     else:
         with _quiet(verbose):
             cg = _orient_pc(cg, a, uc_rule, uc_priority)
     cg.PC_elapsed = time.time() - start
     return cg
+
+
+def _dpath(graph: np.ndarray) -> np.ndarray:
+    """GeneralGraph's ancestor cache as ``reconstitute_dpath(get_graph_edges())`` leaves it for a
+    graph of single edges: the diagonal, then each directed edge parent --> child, pairs (i < j)
+    in reverse order, closing the cache as ``adjust_dpath`` does (row i and column j are read
+    before any of the writes can change them, so the loop over k is two vector updates)."""
+    n = graph.shape[0]
+    dpath = np.eye(n, dtype=int)
+    i, j = np.nonzero(np.triu(np.ones((n, n), bool), 1))
+    for a, b in zip(i[::-1].tolist(), j[::-1].tolist()):
+        if graph[b, a] == 1 and graph[a, b] == -1:  # a --> b
+            parent, child = a, b
+        elif graph[a, b] == 1 and graph[b, a] == -1:  # b --> a
+            parent, child = b, a
+        else:
+            continue
+        row, col = dpath[parent] == 1, dpath[:, child] == 1
+        dpath[child, parent] = 1
+        dpath[child, row] = 1
+        dpath[col, parent] = 1
+    return dpath
 
 
 def _orient_pc(cg, alpha: float, uc_rule: int, uc_priority: int):
