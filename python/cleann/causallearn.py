@@ -335,7 +335,13 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
             R = np.ones((1, 1))
     else:
         R, oracle = None, _oracle(kwargs, n, "indep_test")
-    adjacency, seps = _skeleton(test, x, R, oracle, a, level)
+    if test == "fisherz" and uc_rule == 0:  # one search gives the CPDAG and the separating sets
+        from ._pc import pc_and_sepsets
+
+        g, found = pc_and_sepsets(R, x.shape[0], a, 3 if uc_priority == -1 else uc_priority, level)
+        adjacency, seps = g.adjacency.astype(bool), _unions(found)
+    else:
+        adjacency, seps = _skeleton(test, x, R, oracle, a, level)
     cg = _causal_graph(names, adjacency, seps)
     if test == "fisherz":
         cg.set_ind_test(_fisher_z(x, R))
@@ -345,10 +351,6 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
         cg.set_ind_test(CIT(x, "d_separation", true_dag=kwargs["true_dag"]))
 
     if test == "fisherz" and uc_rule == 0:
-        import cleann
-
-        priority = 3 if uc_priority == -1 else uc_priority
-        g = cleann.pc(R, x.shape[0], a, sepsets="all", uc_priority=priority, max_level=level)
         from .graph import to_causallearn
 
         cg.G.graph[:] = to_causallearn(g, as_array=True)

@@ -35,9 +35,14 @@ class SepSets:
         self._offset = raw["set_offset"]
         self._count = raw["set_count"]
         self._members = raw["set_members"]
-        self._index = {
-            (int(b), int(i), int(j)): e for e, (b, i, j) in enumerate(zip(self._graph, self._i, self._j))
-        }
+        self._lookup: dict | None = None  # (b, i, j) -> edge, built on first use
+
+    @property
+    def _index(self) -> dict:
+        if self._lookup is None:  # tolist: no per-entry NumPy scalars (20,000 pairs at 200 nodes)
+            keys = zip(np.asarray(self._graph).tolist(), np.asarray(self._i).tolist(), np.asarray(self._j).tolist())
+            self._lookup = {k: e for e, k in enumerate(keys)}
+        return self._lookup
 
     @classmethod
     def from_dict(cls, found: dict, batched: bool = False) -> "SepSets":
