@@ -288,8 +288,9 @@ def test_a_full_disk_stops_cleanly_and_the_rerun_completes(tmp_path, explainer, 
 
 
 def test_ctrl_c_keeps_complete_parts(tmp_path):
-    # enough rows that the job is still running when the second part appears, on a loaded machine too
-    rows = [{"id": f"t{i}", "text": TEXTS[i % len(TEXTS)] + f" [{i}]"} for i in range(40)]
+    # enough rows (about 10 s of work) that the job is still running when the second part appears,
+    # however long this loop waits for a core on a loaded machine
+    rows = [{"id": f"t{i}", "text": TEXTS[i % len(TEXTS)] + f" [{i}]"} for i in range(200)]
     src = write_input(tmp_path / "in.jsonl", rows)
     out = str(tmp_path / "out")
     p = cli(src, "--out", out, "--format", "jsonl", "--batch-size", "1", "--rows-per-part", "1", *FAST)
