@@ -168,3 +168,25 @@ def gpu_devices() -> list[tuple[str, str]]:
         if C.build_info()["cuda"]:
             out.append(("cuda", "cuda"))
     return out
+
+
+#: the item vocabulary of the tiny recommender the recommendation tests share
+NUM_ITEMS = 40
+
+
+@pytest.fixture(scope="session")
+def item_data():
+    """Synthetic sessions with planted causes over NUM_ITEMS items (600: 500 to train, the rest held out)."""
+    pytest.importorskip("transformers")
+    from cleann.hf.recommend import synthetic_sessions
+
+    return synthetic_sessions(600, NUM_ITEMS, seed=3, num_genres=4, max_length=9)
+
+
+@pytest.fixture(scope="session")
+def item_model(item_data):
+    """A tiny BERT4Rec trained on the first 500 sessions in seconds, seeded."""
+    from cleann.hf.recommend import train_bert4rec
+
+    return train_bert4rec(item_data.sessions[:500], item_data.num_items, hidden=32, layers=2, heads=2, epochs=5,
+                          seed=0, lr=3e-3)

@@ -15,34 +15,23 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 from cleann.batch import BatchError, explainer_spec, record_schema, run, schema_gaps  # noqa: E402
-from cleann.hf.recommend import RecommenderExplainer, synthetic_sessions, train_bert4rec  # noqa: E402
+from cleann.hf.recommend import RecommenderExplainer  # noqa: E402
+from conftest import NUM_ITEMS  # noqa: E402
 
-NUM_ITEMS = 40
 MASK = NUM_ITEMS + 1
 FAST = ["--heads", "0", "--max-size", "2", "--budget", "300", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def data():
-    return synthetic_sessions(600, NUM_ITEMS, seed=3, num_genres=4, max_length=9)
-
-
-@pytest.fixture(scope="module")
-def model(data):
-    return train_bert4rec(data.sessions[:500], data.num_items, hidden=32, layers=2, heads=2, epochs=5, seed=0,
-                          lr=3e-3)
-
-
-@pytest.fixture(scope="module")
-def model_dir(model, tmp_path_factory):
+def model_dir(item_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bert4rec")
-    model.save_pretrained(str(folder))
+    item_model.save_pretrained(str(folder))
     return str(folder)
 
 
 @pytest.fixture(scope="module")
-def sessions(data):
-    return [s[:-1] for s in data.sessions[500:510]]
+def sessions(item_data):
+    return [s[:-1] for s in item_data.sessions[500:510]]
 
 
 BAD = {"empty": [], "word": [3, "x", 4], "float": [2, 1.5], "outside": [3, 999], "masked": [4, MASK, 5],
@@ -88,11 +77,11 @@ def read_records(out):
     return pq.read_table(out).to_pylist()
 
 
-def top1(model, items, removed=()):
+def top1(item_model, items, removed=()):
     ids = [0 if p in removed else i for p, i in enumerate(items)] + [MASK]
     ids = torch.as_tensor([ids])
     with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].double()
+        logits = item_model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].double()
     logits[[0, MASK]] = -torch.inf
     return int(logits.argmax())
 
@@ -107,7 +96,7 @@ def job(rows, model_dir, tmp_path_factory):
     return inp, out, stdout
 
 
-def test_records_explain_the_models_recommendation(job, model, sessions):
+def test_records_explain_the_models_recommendation(job, item_model, sessions):
     _, out, stdout = job
     records = read_records(out)
     assert sorted(r["id"] for r in records) == sorted(f"s{k}" for k in range(len(sessions)))
@@ -116,16 +105,16 @@ def test_records_explain_the_models_recommendation(job, model, sessions):
     for r in records:
         items = sessions[int(r["id"][1:])]
         assert r["session"] == items and r["user"] == int(r["id"][1:])
-        assert r["recommended"] == top1(model, items)
+        assert r["recommended"] == top1(item_model, items)
         assert r["abduced"] == items + [r["recommended"]] and r["target"] == len(items)
         assert r["top_items"][0] == r["recommended"]
         for s, its in zip(r["explanations"], r["explanation_items"]):
             assert its == [items[p] for p in s]
-            assert top1(model, items, set(s)) != r["recommended"], (r["id"], s)
+            assert top1(item_model, items, set(s)) != r["recommended"], (r["id"], s)
         if r["explanations"]:
             explained += 1
             assert r["status"] == "explained" and r["size"] == min(len(s) for s in r["explanations"])
-            assert r["replacement"] == top1(model, items, set(r["explanations"][0]))
+            assert r["replacement"] == top1(item_model, items, set(r["explanations"][0]))
             rank = r["replacement_rank"]
             assert rank is None or r["top_items"][rank - 1] == r["replacement"]
         assert [h["head"] for h in r["heads"]] == [0]
@@ -145,8 +134,8 @@ def test_parts_have_the_recommendation_schema(job):
     assert config["text_column"] == "items" and config["heads"] == [0]
 
 
-def test_a_real_record_fits_the_schema(model, sessions):
-    ex = RecommenderExplainer(model, mask_item=MASK, heads=[0], max_size=1)
+def test_a_real_record_fits_the_schema(item_model, sessions):
+    ex = RecommenderExplainer(item_model, mask_item=MASK, heads=[0], max_size=1)
     record = {"id": "x", **ex.explain(sessions[0]).to_dict()}
     schema = record_schema(task="recommendation")
     assert schema_gaps(record, schema) == []
@@ -236,7 +225,7 @@ def test_bad_models_and_missing_mask_item_are_one_line(tmp_path, model_dir):
     assert not os.path.exists(out)
 
 
-def test_python_api_on_csv_and_dry_run(tmp_path, model_dir, model, sessions):
+def test_python_api_on_csv_and_dry_run(tmp_path, model_dir, item_model, sessions):
     inp = tmp_path / "in.csv"
     inp.write_text("id,items\n" + "".join(f"c{k},{' '.join(map(str, s))}\n" for k, s in enumerate(sessions[:3]))
                    + "bad,3 x 4\n")
@@ -249,7 +238,7 @@ def test_python_api_on_csv_and_dry_run(tmp_path, model_dir, model, sessions):
     with open(os.path.join(out, parts[0])) as f:
         records = [json.loads(line) for line in f]
     assert [r["session"] for r in records] == sessions[:3]
-    assert [r["recommended"] for r in records] == [top1(model, s) for s in sessions[:3]]
+    assert [r["recommended"] for r in records] == [top1(item_model, s) for s in sessions[:3]]
     assert all(schema_gaps(r, record_schema(task="recommendation")) == [] for r in records)
     assert "'x'" in read_errors(out)[0]["reason"]
     with pytest.raises(BatchError, match="labels is an option of the text tasks"):
