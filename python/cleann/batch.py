@@ -35,7 +35,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator
 
-from .errors import ArgumentError, CleannError
+from .errors import ArgumentError, CleannError, first_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -198,17 +198,20 @@ def load_recommender(path: str):
     (offline; no tokenizer needed). A missing or non-model folder raises BatchError in one line."""
     if not path or not os.path.isdir(path):
         raise BatchError(f"no model folder at {path!r}")
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise BatchError(f"{path!r} is not a model folder: it has no config.json (save the recommender with "
-                         "model.save_pretrained(folder))")
+    _check_recommender_folder(path)
     try:
         import transformers
 
         model = transformers.AutoModelForMaskedLM.from_pretrained(path, local_files_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BatchError(f"cannot load a masked-item model from {path!r}: {first}") from None
+        raise BatchError(f"cannot load a masked-item model from {path!r}: {first_line(exc)}") from None
     return model.eval()
+
+
+def _check_recommender_folder(path: str) -> None:
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise BatchError(f"{path!r} is not a model folder: it has no config.json (save the recommender with "
+                         "model.save_pretrained(folder))")
 
 
 def _build_recommender(spec: dict):
@@ -1270,16 +1273,13 @@ def _big(n: int) -> str:
 def _recommender_positions(spec: dict) -> int:
     """The longest input (session + slot) of a recommendation job's model, from its configuration."""
     path = spec["model"]
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise BatchError(f"{path!r} is not a model folder: it has no config.json (save the recommender with "
-                         "model.save_pretrained(folder))")
+    _check_recommender_folder(path)
     try:
         import transformers
 
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BatchError(f"cannot read the model's configuration in {path!r}: {first}") from None
+        raise BatchError(f"cannot read the model's configuration in {path!r}: {first_line(exc)}") from None
     return int(getattr(config, "max_position_embeddings", None) or 512)
 
 

@@ -20,3 +20,10 @@ class CleannError(Exception):
 
 class ArgumentError(CleannError, ValueError):
     """A bad argument: a wrong shape, dtype, value or option (also raised by the compiled core)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), for errors
+    that name another library's failure in one line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -18,8 +18,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import torch
 
 from .. import _learn
-from ..errors import ArgumentError, CleannError
-from ..explain import SEARCHES, _check_options, _space, assemble, search_steps
+from ..errors import ArgumentError, CleannError, first_line
+from ..explain import _check_options, _space, assemble, search_steps
 from .capture import AttentionCapture
 from .testers import (MaskedTokenTester, NextTokenTester, SequenceClassificationTester, ZeroShotTester, check_template,
                       drive_searches, embed_labels, score_many)
@@ -76,7 +76,7 @@ def load(path: str | None = None, task: str = "zero-shot", *, allow_new_head: bo
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     except Exception as exc:
         raise ModelLoadError(f"cannot load a tokenizer from {path!r} ({type(exc).__name__}: "
-                             f"{_first_line(exc)})") from None
+                             f"{first_line(exc)})") from None
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -85,7 +85,7 @@ def load(path: str | None = None, task: str = "zero-shot", *, allow_new_head: bo
         model, info = auto.from_pretrained(path, output_loading_info=True)
     except Exception as exc:
         raise ModelLoadError(f"cannot load {task} weights from {path!r} ({type(exc).__name__}: "
-                             f"{_first_line(exc)})") from None
+                             f"{first_line(exc)})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = sorted(set(info.get("missing_keys") or []) | {k[0] if isinstance(k, tuple) else k
@@ -96,11 +96,6 @@ def load(path: str | None = None, task: str = "zero-shot", *, allow_new_head: bo
                              "would have a newly initialised, random head, whose predictions change from run to run; "
                              "use a checkpoint trained for this task (or allow_new_head=True / --allow-new-head)")
     return model.eval(), tokenizer
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else "no message"
 
 
 @dataclass
