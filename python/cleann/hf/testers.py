@@ -180,6 +180,15 @@ class _Tester(ABC):
         self._label_scores[frozenset()] = self.base_label_score
         self._margins[frozenset()] = self._margin(scores[None])[0]
 
+    def _label_score(self, scores: torch.Tensor) -> list[float]:
+        """The explained label's score per row, as ``score_kind`` reports it, without building
+        every row's probabilities (a vocabulary wide for the token tasks)."""
+        scores = scores.double()
+        own = scores[:, self._explained]
+        if self.score_kind == "probability":
+            own = torch.exp(own - torch.logsumexp(scores, dim=-1))
+        return own.tolist()
+
     def _in_kind(self, scores: torch.Tensor) -> torch.Tensor:
         """Raw scores [rows, C] as ``score_kind`` reports them."""
         scores = scores.double()
@@ -359,7 +368,7 @@ def _run(model, rows, batch_size: int, extra: bool = False) -> None:
             if chunk[members[0]][1] is None:
                 t._set_base(scores[0])
                 continue
-            label = t._in_kind(scores)[:, t._explained].tolist()
+            label = t._label_score(scores)
             for r, m, v in zip(members, t._margin(scores), label):
                 t._margins[chunk[r][1]] = m
                 t._label_scores[chunk[r][1]] = v
