@@ -257,8 +257,8 @@ def main():
     prefixes = [s[:-1] for s in held[:args.sessions]]
     records = run(model, data, prefixes, args)
     check(model, data, records, args)
-    print(f"\nchecks passed: every explanation re-verified on a fresh tester, the target never in a set, the abduced "
-          f"input is the prefix and the recommendation, no method beat the exhaustive minimum")
+    print("\nchecks passed: every explanation re-verified on a fresh tester, the target never in a set, the abduced "
+          "input is the prefix and the recommendation, no method beat the exhaustive minimum")
     rows, csv_rows = summarize(data, records)
     print(f"\nAll {len(records)} sessions (sizes, ranks and recovery of the explained ones; sequences = distinct sets "
           "sent to the model):\n")

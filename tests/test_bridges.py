@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.resources
 import itertools
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import pytest
 
 import cleann
 from cleann import _core
-from cleann.graph import (ARROW, CIRCLE, NONE, TAIL, Graph, from_causallearn, from_networkx, possible_ancestors,
+from cleann.graph import (ARROW, CIRCLE, TAIL, Graph, from_causallearn, from_networkx, possible_ancestors,
                           to_causallearn)
 
 MARKS = (CIRCLE, ARROW, TAIL)
