@@ -10,6 +10,7 @@
 #include "ci.h"
 #include "ci_tester.h"
 #include "common.h"
+#include "fci_causallearn.h"
 #include "learn.h"
 #include "orient.h"
 #include "pds_tree.h"
@@ -315,6 +316,71 @@ py::dict learn(const std::string& method, const py::object& corr_obj, const py::
   return d;
 }
 
+// causal-learn's FCI (fci_causallearn.h) with Fisher z on `corr` [n, n], or with d-separation in a
+// DAG when `dag` is (total_nodes, parent_offset, parents) and corr is None.
+py::dict fci_causallearn(const py::object& corr_obj, const py::object& dag, int n, double num_samples, double alpha,
+                         double pivot_tol, int max_level, int max_path_length, int max_pds_nodes, const I64& name_hash,
+                         const py::array_t<int32_t, py::array::c_style>& name_rank, int num_threads) {
+  expect(name_hash.ndim() == 1 && name_hash.shape(0) == n, "name_hash must have shape [" + std::to_string(n) + "]",
+         name_hash);
+  expect(name_rank.ndim() == 1 && name_rank.shape(0) == n, "name_rank must have shape [" + std::to_string(n) + "]",
+         name_rank);
+  std::unique_ptr<cleann::CITester> tester;
+  F64 corr;
+  if (!corr_obj.is_none()) {
+    corr = corr_obj.cast<F64>();
+    expect(corr.ndim() == 2 && corr.shape(0) == n && corr.shape(1) == n,
+           "corr must have shape [" + std::to_string(n) + ", " + std::to_string(n) + "]", corr);
+    tester = std::make_unique<cleann::FisherZTester>(corr.data(), 1, n, num_samples, alpha, pivot_tol);
+  } else {
+    auto t = dag.cast<py::tuple>();
+    const int total = t[0].cast<int>();
+    auto off = t[1].cast<I64>();
+    auto par = t[2].cast<py::array_t<int32_t, py::array::c_style>>();
+    tester = std::make_unique<cleann::DSeparationTester>(
+        n, total, std::vector<int64_t>(off.data(), off.data() + off.size()),
+        std::vector<int32_t>(par.data(), par.data() + par.size()));
+  }
+  cleann::CausalLearnFciParams p;
+  p.n = n;
+  p.max_level = max_level;
+  p.max_path_length = max_path_length;
+  p.max_pds_nodes = max_pds_nodes;
+  p.num_threads = num_threads;
+  p.name_hash = name_hash.data();
+  p.name_rank = name_rank.data();
+  cleann::CausalLearnFciResult res;
+  {
+    py::gil_scoped_release release;
+    cleann::fci_causallearn(*tester, p, res);
+  }
+  const auto sn = static_cast<py::ssize_t>(n);
+  py::array_t<int8_t> graph({sn, sn}), prop_a({sn, sn}), prop_b({sn, sn});
+  py::array_t<int64_t> dpath({sn, sn});
+  std::copy(res.graph.begin(), res.graph.end(), graph.mutable_data());
+  std::copy(res.dpath.begin(), res.dpath.end(), dpath.mutable_data());
+  std::copy(res.property_a.begin(), res.property_a.end(), prop_a.mutable_data());
+  std::copy(res.property_b.begin(), res.property_b.end(), prop_b.mutable_data());
+  py::dict d;
+  d["graph"] = graph;
+  d["dpath"] = dpath;
+  d["property_a"] = prop_a;
+  d["property_b"] = prop_b;
+  d["skeleton_tests"] = to_numpy(res.skeleton_tests);
+  d["pds_tests"] = res.pds_tests;
+  d["r4_tests"] = res.r4_tests;
+  return d;
+}
+
+// The order in which CPython iterates a set of keys 0..k-1 added in that order with these hashes.
+py::array_t<int64_t> python_set_order(const I64& hashes) {
+  expect(hashes.ndim() == 1, "hashes must have shape [k]", hashes);
+  std::vector<int> keys(static_cast<size_t>(hashes.shape(0)));
+  for (size_t k = 0; k < keys.size(); ++k) keys[k] = static_cast<int>(k);
+  const std::vector<int> order = cleann::python_set_order(keys, hashes.data());
+  return to_numpy(std::vector<int64_t>(order.begin(), order.end()));
+}
+
 // A SepsetTable from flat arrays: pair e is (i[e], j[e]) with members[offset[e] .. offset[e + 1]).
 cleann::SepsetTable sepset_table(int n, const I64& i, const I64& j, const I64& offset,
                                  const py::array_t<int32_t, py::array::c_style>& members) {
@@ -497,6 +563,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("pc", &pc, py::arg("corr"), py::arg("adjacency"), py::arg("num_samples"), py::arg("alpha"),
         py::arg("max_level"), py::arg("all_sepsets"), py::arg("uc_priority"), py::arg("pivot_tol"),
         py::arg("num_threads") = 0, py::arg("given") = py::none());
+  m.def("fci_causallearn", &fci_causallearn, py::arg("corr"), py::arg("dag"), py::arg("n"), py::arg("num_samples"),
+        py::arg("alpha"), py::arg("pivot_tol"), py::arg("max_level"), py::arg("max_path_length"),
+        py::arg("max_pds_nodes"), py::arg("name_hash"), py::arg("name_rank"), py::arg("num_threads"));
+  m.def("python_set_order", &python_set_order, py::arg("hashes"));
   m.def("build_info", &build_info);
 #if defined(CLEANN_WITH_CUDA)
   m.def("cuda_device_count", &cleann::cuda::device_count);
