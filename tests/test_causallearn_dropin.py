@@ -116,6 +116,31 @@ def test_fisher_z_p_values_are_causal_learns_bit_for_bit(rng):
         assert ours(v[0], v[1], tuple(v[2:])) == theirs(v[0], v[1], tuple(v[2:]))
 
 
+def test_the_correlation_matrix_is_numpys_bit_for_bit(rng):
+    """causal-learn's fisherz computes np.corrcoef(data.T); the drop-in's cheaper one must equal
+    it exactly, or p-values compared against each other (maxP, priorities 3, 4) could differ."""
+    layouts = ("C", "F", "int", "strided", "offset")
+    for case in range(150):
+        rows = int(rng.choice([4, 5, 7, 127, 1000, int(rng.integers(4, 20_001))]))
+        cols = int(rng.choice([1, 2, 3, 17, 64, int(rng.integers(1, 251))]))
+        rows = min(rows, max(4, 600_000 // cols))  # the test stays fast
+        x = rng.normal(size=(rows, cols)) @ rng.normal(size=(cols, cols))
+        layout = layouts[case % len(layouts)]
+        if layout == "F":
+            x = np.asfortranarray(x)
+        elif layout == "int":
+            x = np.rint(x * 50).astype(np.int64)
+            x[0] += 1  # no constant columns
+        elif layout == "strided":
+            x = np.repeat(x, 2, axis=0)[::2]
+        elif layout == "offset":
+            x = x * rng.uniform(1e-3, 1e3) + rng.choice([1e4, -1e8, 3e12])
+        want = np.atleast_2d(np.corrcoef(x.T))
+        got = ccl._correlation(np.asarray(x, dtype=np.float64), "data")
+        assert got.dtype == np.float64 and np.array_equal(got, want), \
+            f"case {case} ({layout}, {rows} x {cols}): max |diff| {np.max(np.abs(got - want)):.3g}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Live causal-learn on random linear-Gaussian data: 128 PC data sets, 8 per configuration, and
 # 60 FCI data sets; 8-20 variables, 1,000 rows.
@@ -276,12 +301,30 @@ def test_bad_input_names_the_argument(rng):
         ccl.fci(x, fisherz, 0.05, depth=-2)
     with pytest.raises(cleann.ArgumentError, match="semantics must be"):
         ccl.fci(x, semantics="pcalg")
-    with pytest.raises(cleann.ArgumentError, match="data holds a non-finite value at row 3"):
+    for value, column in ((np.nan, 1), (np.inf, 0), (-np.inf, 4)):
         bad = x.copy()
-        bad[3, 1] = np.nan
-        ccl.pc(bad)
+        bad[3, column] = value
+        with pytest.raises(cleann.ArgumentError, match=f"data holds a non-finite value at row 3, column {column}$"):
+            ccl.pc(bad)
+        with pytest.raises(cleann.ArgumentError, match=f"dataset holds a non-finite value at row 3, column {column}$"):
+            ccl.fci(bad)
+    with pytest.raises(cleann.ArgumentError, match="data is too large for float64 arithmetic"):
+        ccl.pc(x * 1e300)
     with pytest.raises(cleann.ArgumentError, match="data must have shape"):
         ccl.pc(x[:, 0])
+
+
+@pytest.mark.parametrize("value", [0.0, 3.0, 0.1, -7.3e5], ids=["zero", "exact", "inexact", "large"])
+def test_a_constant_column_is_named(rng, value):
+    """0.1 sums with rounding error, so its centred values are not exactly 0: np.corrcoef gives
+    noise there rather than NaN; the drop-in refuses it the same way."""
+    x = linear_data(rng)
+    x[:, 2] = value
+    with pytest.raises(cleann.ArgumentError, match="data column 2 is constant"):
+        ccl.pc(x)
+    with pytest.raises(cleann.ArgumentError, match="dataset column 2 is constant"):
+        ccl.fci(x)
+    assert ccl.pc(x[:, 2:3]).G.graph.shape == (1, 1)  # one variable: nothing to test
 
 
 def test_missing_causal_learn_says_how_to_install(monkeypatch):

@@ -79,7 +79,7 @@ def _alpha(alpha) -> float:
     return float(alpha)
 
 
-def _data(data, name: str, finite: bool) -> np.ndarray:
+def _data(data, name: str, fisher_z: bool) -> np.ndarray:
     try:
         x = np.asarray(data, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -89,13 +89,58 @@ def _data(data, name: str, finite: bool) -> np.ndarray:
         raise ArgumentError(f"{name} must have shape [n_samples, n_features], got {list(x.shape)}")
     if x.shape[1] == 0:
         raise ArgumentError(f"{name} has no columns (shape {list(x.shape)})")
-    if finite:
-        if x.shape[0] < 4:
-            raise ArgumentError(f"{name} needs at least 4 rows for a Fisher z test, got {x.shape[0]}")
-        if not np.isfinite(x).all():
-            r, c = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
-            raise ArgumentError(f"{name} holds a non-finite value at row {r}, column {c}")
+    if fisher_z and x.shape[0] < 4:
+        raise ArgumentError(f"{name} needs at least 4 rows for a Fisher z test, got {x.shape[0]}")
     return x
+
+
+def _correlation(x: np.ndarray, name: str) -> np.ndarray:
+    """``np.corrcoef(x.T)`` bit for bit ([1, 1] ones for one column), with one pass over the data
+    fewer: the same column means, centring into a fresh buffer of x's layout (corrcoef copies the
+    data, then centres the copy), the same ``dot`` of the centred data with its own transpose
+    (one BLAS syrk call on the same memory layout), the same scaling and clipping. Bit-equal
+    matters: causal-learn's orientation rules compare p-values computed from this matrix.
+
+    Checks what the Fisher z test needs, on the small results rather than in passes over the
+    data: a non-finite value in x makes its column's mean non-finite (only then is x searched
+    for its place); a constant column has a variance within rounding of 0 (only such columns
+    are compared value by value)."""
+    rows, n = x.shape
+    with np.errstate(all="ignore"):
+        mean = x.mean(axis=0)
+        if not np.isfinite(mean).all():
+            _not_finite(x, name)
+        if n == 1:
+            return np.ones((1, 1))
+        centred = np.empty_like(x)
+        np.subtract(x, mean, out=centred)
+        c = np.dot(centred.T, centred)
+        c *= np.true_divide(1, rows - 1)
+        var = c.diagonal().copy()
+        stddev = np.sqrt(var)
+        c /= stddev[:, None]
+        c /= stddev[None, :]
+        np.clip(c, -1, 1, out=c)
+        # a constant column's centred values are all its mean's rounding error, under rows * eps * mean
+        suspect = np.flatnonzero(var <= np.square(2 * rows * np.finfo(float).eps * mean))
+    for col in suspect.tolist():
+        if np.all(x[:, col] == x[0, col]):
+            raise ArgumentError(f"{name} column {col} is constant: a Fisher z test needs every column to vary")
+    if not np.isfinite(c).all():
+        col = int(np.flatnonzero(~np.isfinite(c).all(axis=0))[0])
+        raise ArgumentError(f"{name} is too large for float64 arithmetic: the correlations of column {col} "
+                            f"overflow (scale the data down)")
+    return c
+
+
+def _not_finite(x: np.ndarray, name: str):
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, c = (int(v) for v in np.argwhere(bad)[0])
+        raise ArgumentError(f"{name} holds a non-finite value at row {r}, column {c}")
+    col = int(np.flatnonzero(~np.isfinite(x.mean(axis=0)))[0])
+    raise ArgumentError(f"{name} is too large for float64 arithmetic: the sum of column {col} overflows "
+                        f"(scale the data down)")
 
 
 def _names(node_names, n: int) -> list[str]:
@@ -344,16 +389,14 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
                      background_knowledge, verbose, show_progress, node_names, max_k, **kwargs)
 
     start = time.time()
-    x = _data(data, "data", finite=test == "fisherz")
+    x = _data(data, "data", fisher_z=test == "fisherz")
     n = x.shape[1]
     names = _names(node_names, n)
     if max_k is not None and (isinstance(max_k, bool) or not isinstance(max_k, numbers.Integral) or max_k < 0):
         raise ArgumentError(f"max_k must be None (unlimited) or an int >= 0, got {max_k!r}")
     level = None if max_k is None else int(max_k)
     if test == "fisherz":
-        R, oracle = np.corrcoef(x.T), None
-        if n == 1:
-            R = np.ones((1, 1))
+        R, oracle = _correlation(x, "data"), None
     else:
         R, oracle = None, _oracle(kwargs, n, "indep_test")
     if test == "fisherz" and uc_rule == 0:  # one search gives the CPDAG and the separating sets
@@ -466,11 +509,11 @@ def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth:
 
     from causallearn.search.ConstraintBased import FCI as F
 
-    x = _data(dataset, "dataset", finite=test == "fisherz")
+    x = _data(dataset, "dataset", fisher_z=test == "fisherz")
     n = x.shape[1]
     names = _names(node_names, n)
     if test == "fisherz":
-        R, oracle = (np.corrcoef(x.T) if n > 1 else np.ones((1, 1))), None
+        R, oracle = _correlation(x, "dataset"), None
     else:
         R, oracle = None, _oracle(kwargs, n, "independence_test_method")
 
