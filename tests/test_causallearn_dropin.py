@@ -141,6 +141,67 @@ def test_the_correlation_matrix_is_numpys_bit_for_bit(rng):
             f"case {case} ({layout}, {rows} x {cols}): max |diff| {np.max(np.abs(got - want)):.3g}"
 
 
+def assert_same(ours, theirs, path: str = "obj") -> None:
+    """ours and theirs alike attribute by attribute: the same types, the same vars() keys in the
+    same order, NumPy arrays of the same dtype and values, the same lists, dicts and scalars."""
+    assert type(ours) is type(theirs), f"{path}: {type(ours).__name__} vs {type(theirs).__name__}"
+    if isinstance(ours, np.ndarray):
+        assert (ours.dtype, ours.shape) == (theirs.dtype, theirs.shape), \
+            f"{path}: {ours.dtype} {ours.shape} vs {theirs.dtype} {theirs.shape}"
+        if ours.dtype == object:
+            for k, (a, b) in enumerate(zip(ours.ravel().tolist(), theirs.ravel().tolist())):
+                assert_same(a, b, f"{path}.flat[{k}]")
+        else:
+            assert np.array_equal(ours, theirs), f"{path}: {differ(ours, theirs)}"
+    elif isinstance(ours, dict):
+        assert list(ours) == list(theirs), f"{path}: keys {list(ours)[:8]} vs {list(theirs)[:8]}"
+        for key in ours:
+            assert_same(ours[key], theirs[key], f"{path}[{key!r}]")
+    elif isinstance(ours, (list, tuple)):
+        assert len(ours) == len(theirs), f"{path}: {len(ours)} items vs {len(theirs)}"
+        for k, (a, b) in enumerate(zip(ours, theirs)):
+            assert_same(a, b, f"{path}[{k}]")
+    elif hasattr(ours, "__dict__"):
+        assert_same(vars(ours), vars(theirs), f"{path}.")
+    else:
+        assert ours == theirs, f"{path}: {ours!r} vs {theirs!r}"
+
+
+def test_result_objects_are_causal_learns_attribute_by_attribute(rng):
+    """The drop-in builds GeneralGraph and CausalGraph without their constructors' loops; every
+    attribute must still be what the constructors and then the same edits leave (a causal-learn
+    release that adds or changes one fails here)."""
+    from causallearn.graph.GraphNode import GraphNode
+
+    for case in range(6):
+        x = linear_data(rng, rows=500)
+        n = x.shape[1]
+        names = [f"v{k}" for k in range(n)] if case % 2 else [f"X{k + 1}" for k in range(n)]
+        cg = ccl.pc(x, 0.05, node_names=names, show_progress=False)
+        graph, sepset = cg.G.graph.copy(), cg.sepset
+        assert np.any((graph == 1) & (graph.T == -1)), "no directed edge: the ancestor cache goes untested"
+
+        G = GeneralGraph([GraphNode(name) for name in names])
+        G.graph[:] = graph
+        G.reconstitute_dpath(G.get_graph_edges())
+        assert_same(ccl._general_graph(names, graph.copy(), ccl._dpath(graph)), G, "G")
+
+        want = CausalGraph(n, names)
+        for i, j in zip(*np.nonzero(np.triu(graph == 0, 1))):
+            want.G.remove_edge(want.G.get_edge(want.G.nodes[i], want.G.nodes[j]))
+        want.G.graph[:] = graph
+        want.G.reconstitute_dpath(want.G.get_graph_edges())
+        for i, j in zip(*np.nonzero(np.not_equal(sepset, None))):
+            want.sepset[i, j] = [sepset[i, j][0]]
+        want.set_ind_test(cg.test)
+        want.PC_elapsed = cg.PC_elapsed
+        assert_same(cg, want, "cg")
+        assert all(sepset[i, j] is not sepset[j, i] for i, j in zip(*np.nonzero(np.not_equal(sepset, None))))
+
+        theirs = quiet(cl_pc, x, 0.05, node_names=names, show_progress=False)
+        assert set(vars(cg)) == set(vars(theirs))
+
+
 # ---------------------------------------------------------------------------------------------
 # Live causal-learn on random linear-Gaussian data: 128 PC data sets, 8 per configuration, and
 # 60 FCI data sets; 8-20 variables, 1,000 rows.
