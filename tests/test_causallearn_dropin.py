@@ -200,6 +200,11 @@ def test_result_objects_are_causal_learns_attribute_by_attribute(rng):
 
         theirs = quiet(cl_pc, x, 0.05, node_names=names, show_progress=False)
         assert set(vars(cg)) == set(vars(theirs))
+        assert set(vars(cg.test)) | {"data_hash"} == set(vars(theirs.test))
+        for key in ("method", "sample_size", "num_features", "cache_path", "data_hash"):
+            assert_same(getattr(cg.test, key), getattr(theirs.test, key), f"test.{key}")
+        assert cg.test.data is x
+        assert np.array_equal(cg.test.correlation_matrix, theirs.test.correlation_matrix)
 
 
 # ---------------------------------------------------------------------------------------------

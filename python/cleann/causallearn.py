@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
 import math
 import numbers
 import time
@@ -218,11 +219,28 @@ def _fisher_z_class():
     from scipy.special import ndtr
 
     class CorrelationFisherZ(CIT_Base):
-        def __init__(self, data, correlation_matrix, sample_size):
-            super().__init__(data)
+        def __init__(self, data, correlation_matrix):
+            # CIT_Base.__init__'s attributes, but data_hash only when read: it formats the data
+            # as a string, which takes longer than a small search. causal-learn's PC code reads
+            # only ``method``; ``__call__`` reads the rest.
+            self.data = data
+            self.sample_size, self.num_features = data.shape
+            self.cache_path = None
+            self.SAVE_CACHE_CYCLE_SECONDS = 30
+            self.last_time_cache_saved = time.time()
+            self.pvalue_cache = {}
             self.method = "fisherz"
             self.correlation_matrix = correlation_matrix
-            self.sample_size = sample_size
+
+        @functools.cached_property
+        def data_hash(self):
+            return hashlib.md5(str(self.data).encode("utf-8")).hexdigest()
+
+        def __deepcopy__(self, memo):
+            # causal-learn's orientation steps deep-copy the CausalGraph, test included; this
+            # object never changes but for its cache of deterministic p-values, so the copies
+            # share it rather than copy the data
+            return self
 
         def save_to_local_cache(self):  # no cache file: nothing to save
             pass
@@ -253,10 +271,11 @@ _FISHER_Z = None
 
 
 def _fisher_z(x: np.ndarray, R: np.ndarray):
+    """The Fisher z test object on data x [N, n] with its correlation matrix R."""
     global _FISHER_Z
     if _FISHER_Z is None:
         _FISHER_Z = _fisher_z_class()
-    return _FISHER_Z(x[:1], R, x.shape[0])
+    return _FISHER_Z(x, R)
 
 
 # ---------------------------------------------------------------------------------------------
