@@ -36,6 +36,12 @@ def quiet(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def quiet_prints(fn, *args, **kwargs):
+    """A drop-in call with causal-learn's prints and progress bars silenced, its warnings not."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
 def random_dag(n: int, rng: np.random.Generator, degree: float) -> np.ndarray:
     """Weights W[i, j] != 0 iff i -> j, a random order, about ``degree`` neighbours per node."""
     W = np.triu(rng.uniform(0.5, 1.5, (n, n)) * rng.choice([-1.0, 1.0], (n, n)), 1)
@@ -311,7 +317,7 @@ def test_other_tests_and_options_are_handed_to_causal_learn(rng):
         ours = ccl.pc(x, 0.05, "gsq", show_progress=False)
     assert np.array_equal(ours.G.graph, quiet(cl_pc, x, 0.05, "gsq", show_progress=False).G.graph)
     with pytest.warns(UserWarning, match="'chisq' is not in cleann; running causal-learn's own fci"):
-        G, _ = quiet_warns_fci(x)
+        G, _ = quiet_prints(ccl.fci, x, "chisq", 0.05, show_progress=False)
     assert np.array_equal(G.graph, quiet(cl_fci, x, "chisq", 0.05, show_progress=False)[0].graph)
     y = linear_data(rng)
     with pytest.warns(UserWarning, match="stable=False"):
@@ -319,18 +325,11 @@ def test_other_tests_and_options_are_handed_to_causal_learn(rng):
     assert np.array_equal(ours.G.graph, quiet(cl_pc, y, 0.05, fisherz, False, show_progress=False).G.graph)
 
 
-def quiet_warns_fci(x):
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return ccl.fci(x, "chisq", 0.05, show_progress=False)
-
-
 # ---------------------------------------------------------------------------------------------
 # Bad input
 
 
 def test_bad_input_names_the_argument(rng):
-    from causallearn.utils.PCUtils.BackgroundKnowledge import BackgroundKnowledge
-
     x = linear_data(rng)
     with pytest.raises(cleann.ArgumentError, match="indep_test 'fisher' is not a CI test"):
         ccl.pc(x, 0.05, "fisher")
@@ -347,12 +346,6 @@ def test_bad_input_names_the_argument(rng):
             ccl.pc(x, alpha)
         with pytest.raises(cleann.ArgumentError, match="alpha must be a number in"):
             ccl.fci(x, fisherz, alpha)
-    bk = BackgroundKnowledge()
-    with pytest.raises(ccl.UnsupportedError, match="background_knowledge") as info:
-        ccl.pc(x, 0.05, background_knowledge=bk)
-    assert isinstance(info.value, NotImplementedError) and isinstance(info.value, cleann.CleannError)
-    with pytest.raises(ccl.UnsupportedError, match="background_knowledge"):
-        ccl.fci(x, fisherz, 0.05, background_knowledge=bk)
     with pytest.raises(cleann.ArgumentError, match="uc_rule must be 0, 1 or 2"):
         ccl.pc(x, 0.05, uc_rule=3)
     with pytest.raises(cleann.ArgumentError, match="uc_priority must be"):
@@ -391,6 +384,30 @@ def test_a_constant_column_is_named(rng, value):
     with pytest.raises(cleann.ArgumentError, match="dataset column 2 is constant"):
         ccl.fci(x)
     assert ccl.pc(x[:, 2:3]).G.graph.shape == (1, 1)  # one variable: nothing to test
+
+
+def test_background_knowledge_is_handed_to_causal_learn(cl_fixtures):
+    from causallearn.utils.PCUtils.BackgroundKnowledge import BackgroundKnowledge
+
+    data = np.loadtxt(cl_fixtures / "data_linear_10.txt", skiprows=1)[:2000]
+    plain = ccl.pc(data, 0.05, show_progress=False).G
+    a, b = (int(v) for v in np.argwhere(plain.graph != 0)[0])  # an edge of the graph without it
+    nodes = plain.get_nodes()
+    bk = BackgroundKnowledge().add_forbidden_by_node(nodes[a], nodes[b]).add_forbidden_by_node(nodes[b], nodes[a])
+    with pytest.warns(UserWarning, match="background_knowledge .* is not in cleann; running causal-learn's own pc") \
+            as caught:
+        ours = quiet_prints(ccl.pc, data, 0.05, background_knowledge=bk, show_progress=False)
+    assert caught[0].filename == __file__  # attributed to the caller
+    theirs = quiet(cl_pc, data, 0.05, background_knowledge=bk, show_progress=False)
+    assert np.array_equal(ours.G.graph, theirs.G.graph)
+    assert ours.G.graph[a, b] == 0 and not np.array_equal(ours.G.graph, plain.graph)
+    with pytest.warns(UserWarning, match="background_knowledge .* is not in cleann; running causal-learn's own fci") \
+            as caught:
+        G, edges = quiet_prints(ccl.fci, data, fisherz, 0.05, background_knowledge=bk, show_progress=False)
+    assert caught[0].filename == __file__
+    G_cl, edges_cl = quiet(cl_fci, data, fisherz, 0.05, background_knowledge=bk, show_progress=False)
+    assert np.array_equal(G.graph, G_cl.graph) and G.graph[a, b] == 0
+    assert [str(e) for e in edges] == [str(e) for e in edges_cl]
 
 
 def test_missing_causal_learn_says_how_to_install(monkeypatch):

@@ -19,13 +19,13 @@ What runs where:
   correlation matrix, the same arithmetic), so every comparison of p-values it makes comes out
   the same.
 - Anything else is handed to causal-learn itself with a warning: other CI tests (chisq, gsq, kci,
-  mv_fisherz, registered custom tests), ``mvpc=True``, ``stable=False``.
+  mv_fisherz, registered custom tests), ``mvpc=True``, ``stable=False``, and background knowledge
+  (its forbidden and required edges change the adjacency search, which the core does not
+  reproduce), so such calls still return causal-learn's own graph.
 - causal-learn's FCI orders its possible-d-sep sets by Python's string hashes of the node names,
   which change from process to process (PYTHONHASHSEED): its own PAG can differ between two runs
   in two processes. The drop-in calls the same functions in the caller's process, so it equals
   causal-learn's fci run in that process (or under the same PYTHONHASHSEED).
-- Background knowledge is refused (:class:`UnsupportedError`): its effect on the adjacency search
-  is not reproduced by the core.
 """
 
 from __future__ import annotations
@@ -50,10 +50,12 @@ CAUSALLEARN_TESTS = ("fisherz", "mv_fisherz", "mc_fisherz", "kci", "fastkci", "r
 #: the ones cleann runs itself
 OWN_TESTS = ("fisherz", "d_separation")
 FCI_SEMANTICS = ("causal-learn", "zhang")
+BACKGROUND_KNOWLEDGE = "background_knowledge (forbidden or required edges, tiers) is not in cleann"
 
 
 class UnsupportedError(CleannError, NotImplementedError):
-    """An option of causal-learn's PC or FCI that the drop-in does not reproduce."""
+    """An option of causal-learn's PC or FCI that the drop-in does not reproduce. Nothing raises it
+    now (such calls are handed to causal-learn with a warning); kept for code that catches it."""
 
 
 class CausalLearnMissingError(CleannError, ImportError):
@@ -196,15 +198,10 @@ def _oracle(kwargs: dict, n: int, argument: str):
     return DSeparation(dag, observed=list(range(n)))
 
 
-def _no_background_knowledge(background_knowledge, fn: str) -> None:
-    if background_knowledge is not None:
-        raise UnsupportedError(
-            f"cleann.causallearn.{fn} does not support background_knowledge (forbidden, required edges or tiers): "
-            f"call causal-learn's own {fn} for it")
-
-
-def _hand_over(fn: str, why: str) -> None:
-    warnings.warn(f"cleann.causallearn.{fn}: {why}; running causal-learn's own {fn}", stacklevel=3)
+def _hand_over(fn: str, why: str, stacklevel: int = 3) -> None:
+    """The warning for a call handed to causal-learn, attributed to the caller's line (``stacklevel``
+    counts this function, the drop-in's and any wrapper around it)."""
+    warnings.warn(f"cleann.causallearn.{fn}: {why}; running causal-learn's own {fn}", stacklevel=stacklevel)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,7 +417,8 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
         uc_priority: -1 (the rule's default: 3 for uc_rule 0 and 1, 4 for 2), 0-4, as in
             causal-learn (uc_rule 2 takes only -1, 2, 3, 4).
         mvpc, correction_name: ``mvpc=True`` is handed to causal-learn.
-        background_knowledge: refused with :class:`UnsupportedError`.
+        background_knowledge: a causal-learn ``BackgroundKnowledge``: the call is handed to
+            causal-learn with a warning.
         verbose: True lets causal-learn's orientation functions print what they orient.
         show_progress: accepted; no progress bar is shown.
         node_names: names of the columns (default X1, X2, ...).
@@ -441,9 +439,10 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
         raise ArgumentError(f"uc_priority must be -1, 0, 1, 2, 3 or 4, got {uc_priority!r}")
     if uc_rule == 2 and uc_priority in (0, 1):
         raise ArgumentError(f"uc_priority must be -1, 2, 3 or 4 with uc_rule=2 (definite maxP), got {uc_priority}")
-    _no_background_knowledge(background_knowledge, "pc")
     reason = None
-    if mvpc:
+    if background_knowledge is not None:
+        reason = BACKGROUND_KNOWLEDGE
+    elif mvpc:
         reason = "mvpc=True (missing-value PC) is not in cleann"
     elif not _ours(test):
         reason = f"the CI test {test!r} is not in cleann"
@@ -452,7 +451,7 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
     if reason is not None:
         from causallearn.search.ConstraintBased.PC import pc as cl_pc
 
-        _hand_over("pc", reason)
+        _hand_over("pc", reason, stacklevel=4)  # pc runs inside _without_gc
         return cl_pc(data, alpha, indep_test, stable, uc_rule, uc_priority, mvpc, correction_name,
                      background_knowledge, verbose, show_progress, node_names, max_k, **kwargs)
 
@@ -536,7 +535,8 @@ def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth:
         alpha: significance level in (0, 1).
         depth: largest conditioning set of the adjacency search, -1 unlimited.
         max_path_length: longest discriminating path of R4, -1 unlimited (causal-learn semantics).
-        background_knowledge: refused with :class:`UnsupportedError`.
+        background_knowledge: a causal-learn ``BackgroundKnowledge``: the call is handed to
+            causal-learn with a warning (whatever ``semantics``).
         verbose: True lets causal-learn's orientation functions print what they orient.
         show_progress: accepted; no progress bar is shown.
         node_names: names of the columns (default X1, X2, ...).
@@ -559,11 +559,11 @@ def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth:
     level = _depth(depth, "depth")
     if isinstance(max_path_length, bool) or not isinstance(max_path_length, numbers.Integral):
         raise ArgumentError(f"max_path_length must be an int (-1: unlimited), got {max_path_length!r}")
-    _no_background_knowledge(background_knowledge, "fci")
-    if not _ours(test):
+    if background_knowledge is not None or not _ours(test):
         from causallearn.search.ConstraintBased.FCI import fci as cl_fci
 
-        _hand_over("fci", f"the CI test {test!r} is not in cleann")
+        _hand_over("fci", BACKGROUND_KNOWLEDGE if background_knowledge is not None
+                   else f"the CI test {test!r} is not in cleann")
         return cl_fci(dataset, test, alpha, depth, max_path_length, verbose, background_knowledge, show_progress,
                       node_names, **kwargs)
 
