@@ -368,9 +368,9 @@ def _sepset_matrix(n: int, i: np.ndarray, j: np.ndarray, unions: list[tuple]) ->
 
 def _causal_graph(names: list[str], graph: np.ndarray, sepset: np.ndarray, dpath: np.ndarray | None = None):
     """causal-learn's CausalGraph as its constructor over ``names`` and then the writes of
-    ``graph``, ``sepset`` and ``dpath`` leave it, without the constructor's loops (a complete
-    graph added edge by edge: seconds at 200 nodes). ``graph``, ``dpath`` as for
-    :func:`_general_graph`."""
+    ``graph``, ``sepset`` and ``dpath`` leave it, without the constructor's loops (the complete
+    graph added edge by edge, 19,900 edge objects at 200 nodes, and GeneralGraph's). ``graph``,
+    ``dpath`` as for :func:`_general_graph`."""
     from causallearn.graph.GraphClass import CausalGraph
 
     cg = CausalGraph(0)  # every attribute the constructor sets, for no variables
