@@ -6,7 +6,8 @@
 // Where causal-learn departs from Zhang (2008), this file follows causal-learn:
 // - its possible-d-sep search queues the pair (a, c) after (a, b), so every path keeps its first
 //   node, and a node joins the set through a test on the parents seen so far;
-// - it tests every subset of possible-d-sep (size >= 2) not inside adj(a) or adj(b);
+// - it tests the subsets of possible-d-sep (size >= 2) not inside adj(a) or adj(b), but never the
+//   first one of each size (its generator's list is read after it has moved on);
 // - R4 runs two fresh CI tests per discriminating path, and only in passes where R1-R3 changed a mark;
 // - R8 is tried in one direction per pair of neighbours; R9 and R10 are its own versions;
 // - GeneralGraph.add_edge drops an edge whose marks it cannot store (circle at node1, tail at node2).
@@ -581,9 +582,15 @@ class CausalLearnFci {
       idx.resize(l);
       S.resize(l);
       for (int k = 0; k < l; ++k) idx[k] = k;
+      // causal-learn keeps the generator's list and asks it for the next subset before reading
+      // it: the list has moved on, so the first subset of each size (when there are several) is
+      // never tested, and the last is tested twice (with the same answer)
+      bool first = l < m;
       for (;;) {
         for (int k = 0; k < l; ++k) S[k] = pds[idx[k]];
-        if (!inside(S, a) && !inside(S, b) && ci_.independent(a, b, S)) {
+        if (first) {
+          first = false;
+        } else if (!inside(S, a) && !inside(S, b) && ci_.independent(a, b, S)) {
           G_.remove_edge(a, b);
           sep_.put(a, b, S);
           return true;
