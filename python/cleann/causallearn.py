@@ -13,19 +13,27 @@ What runs where:
   :class:`cleann.oracle.DSeparation` oracle.
 - PC with ``uc_rule=0`` and Fisher z: the orientation runs in the core too (:func:`cleann.pc`,
   ``sepsets="all"``), which follows causal-learn's decisions and scan orders.
-- Every other orientation (PC's ``uc_rule`` 1 and 2, d-separation's PC, FCI's possible-d-sep
-  stage and rules) runs causal-learn's own orientation functions on the skeleton the core found,
-  with a Fisher z test whose p-values are computed as causal-learn computes them (the same
-  correlation matrix, the same arithmetic), so every comparison of p-values it makes comes out
-  the same.
+- FCI (``semantics="causal-learn"``, the default) runs whole in the core
+  (``cleann._C.fci_causallearn``): causal-learn's adjacency search, R0, its possible-d-sep stage,
+  R0 again and its rules R1-R10, function by function in its scan orders and with its quirks, then
+  the edge properties of its ``get_color_edges`` and the ancestor cache its GeneralGraph would
+  hold. With ``verbose=True`` causal-learn's own functions run the stages after the skeleton
+  instead, so that they print what they orient.
+- Every other orientation (PC's ``uc_rule`` 1 and 2, d-separation's PC) runs causal-learn's own
+  orientation functions on the skeleton the core found, with a Fisher z test whose p-values are
+  computed as causal-learn computes them (the same correlation matrix, the same arithmetic), so
+  every comparison of p-values it makes comes out the same.
 - Anything else is handed to causal-learn itself with a warning: other CI tests (chisq, gsq, kci,
   mv_fisherz, registered custom tests), ``mvpc=True``, ``stable=False``, and background knowledge
   (its forbidden and required edges change the adjacency search, which the core does not
   reproduce), so such calls still return causal-learn's own graph.
-- causal-learn's FCI orders its possible-d-sep sets by Python's string hashes of the node names,
-  which change from process to process (PYTHONHASHSEED): its own PAG can differ between two runs
-  in two processes. The drop-in calls the same functions in the caller's process, so it equals
-  causal-learn's fci run in that process (or under the same PYTHONHASHSEED).
+- causal-learn's FCI iterates Python sets of nodes in two places (the first steps of its
+  possible-d-sep search, and R10's pairs of possible children), whose order follows the string
+  hashes of the node names, which change from process to process (PYTHONHASHSEED): its own PAG
+  can differ between two runs in two processes. The core follows CPython's set order under the
+  caller's hashes, so the drop-in equals causal-learn's fci run in the same process (or under the
+  same PYTHONHASHSEED); an interpreter whose set order the core's model does not match (checked
+  once per process) runs causal-learn's own functions instead.
 """
 
 from __future__ import annotations
@@ -540,12 +548,15 @@ def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth:
         verbose: True lets causal-learn's orientation functions print what they orient.
         show_progress: accepted; no progress bar is shown.
         node_names: names of the columns (default X1, X2, ...).
-        semantics: ``"causal-learn"`` (default): causal-learn's PAG, mark for mark: the core's
-            adjacency search, then causal-learn's own possible-d-sep stage and rules R0-R10 on it
-            (its reduced possible-d-sep sets, R4 by fresh tests, its R5-R10). ``"zhang"``:
-            :func:`cleann.fci` without caps (possible-d-sep as Spirtes et al., Zhang's R1-R10),
-            all in the core; the PAG can differ from causal-learn's where causal-learn deviates
-            from Zhang (2008); ``max_path_length`` is then unused.
+        semantics: ``"causal-learn"`` (default): causal-learn's PAG, mark for mark, all in the
+            core: its adjacency search, possible-d-sep stage (its reduced search, every subset
+            but the first of each size) and rules R0-R10 (R4 by fresh tests, its R5-R10), and
+            the edge properties of its ``get_color_edges``. A possible-d-sep set of more than
+            ``MAX_PDS_NODES`` (28) nodes, whose 2^size subsets causal-learn would test without
+            finishing, raises :class:`cleann.ArgumentError`. ``"zhang"``: :func:`cleann.fci`
+            without caps (possible-d-sep as Spirtes et al., Zhang's R1-R10), all in the core;
+            the PAG can differ from causal-learn's where causal-learn deviates from Zhang (2008);
+            ``max_path_length`` is then unused.
 
     Returns:
         ``(G, edges)`` as causal-learn: ``G`` a GeneralGraph (``G.graph[i, j]`` the mark at i:
@@ -590,7 +601,72 @@ def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth:
         G.set_pag(True)
         return G, F.get_color_edges(G)
 
-    adjacency, seps = _skeleton(test, x, R, oracle, a, level)
+    if verbose or not _set_order_is_cpythons():
+        # causal-learn's own orientation functions, which print what they orient, or which follow
+        # this interpreter's set order where the core's model of it does not hold
+        return _fci_python(F, test, x, R, oracle, a, level, int(max_path_length), names, kwargs, bool(verbose))
+    from . import _core
+    from .ci import PIVOT_TOL
+
+    hashes = np.fromiter((hash(name) for name in names), np.int64, n)
+    rank = np.empty(n, np.int32)
+    rank[sorted(range(n), key=names.__getitem__)] = np.arange(n, dtype=np.int32)
+    try:
+        raw = _core.core().fci_causallearn(
+            R, None if oracle is None else oracle._dag, n, float(x.shape[0]), a, PIVOT_TOL,
+            -1 if level is None else level, int(max_path_length), MAX_PDS_NODES, hashes, rank, 1)
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from exc
+    G = _general_graph(names, raw["graph"].astype(int), raw["dpath"])
+    G.set_pag(True)
+    return G, _color_edges(G, raw["property_a"], raw["property_b"])
+
+
+#: causal-learn's FCI tests every subset of a possible-d-sep set: 2^28 subsets is where it stops
+#: finishing (days in causal-learn, minutes in the core); larger sets are refused
+MAX_PDS_NODES = 28
+
+
+@functools.lru_cache(maxsize=None)
+def _set_order_is_cpythons() -> bool:
+    """Whether the core's model of CPython's set order holds in this interpreter: causal-learn
+    iterates two sets of nodes whose order shapes its PAG."""
+    from . import _core
+
+    names = [f"X{k}" for k in range(1, 300)] + [f"node {k}" for k in range(57)]
+    for size in (0, 1, 5, 6, 20, 57, 250, len(names)):
+        part = names[:size]
+        got = _core.core().python_set_order(np.array([hash(v) for v in part], dtype=np.int64)).tolist()
+        if got != [part.index(v) for v in set(part)]:
+            return False
+    return True
+
+
+def _color_edges(G, property_a: np.ndarray, property_b: np.ndarray) -> list:
+    """get_color_edges' list: GeneralGraph.get_graph_edges() with the properties the core found
+    for the directed edges (1 dd / 3 pd, then 2 nl / 4 pl)."""
+    from causallearn.graph.Edge import Edge
+    from causallearn.graph.Endpoint import Endpoint
+
+    g = G.graph
+    i, j = np.nonzero(np.triu(g.T != 0, 1))
+    ends = {-1: Endpoint.TAIL, 1: Endpoint.ARROW, 2: Endpoint.CIRCLE}
+    nodes = G.nodes
+    kinds = {v.value: v for v in Edge.Property}
+    edges = []
+    for a, b, ea, eb, pa, pb in zip(i.tolist(), j.tolist(), g[i, j].tolist(), g[j, i].tolist(),
+                                    property_a[i, j].tolist(), property_b[i, j].tolist()):
+        edge = Edge(nodes[a], nodes[b], ends[ea], ends[eb])
+        if pa:
+            edge.properties.append(kinds[pa])
+            edge.properties.append(kinds[pb])
+        edges.append(edge)
+    return edges
+
+
+def _fci_python(F, test, x, R, oracle, alpha, level, max_path_length, names, kwargs, verbose):
+    """The core's adjacency search, then causal-learn's own FCI functions on it."""
+    adjacency, seps = _skeleton(test, x, R, oracle, alpha, level)
     G = _general_graph(names, _undirected(adjacency))
     sep_sets = {}
     for (i, j), s in seps.items():
@@ -603,7 +679,7 @@ def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth:
 
         ci = CIT(x, "d_separation", true_dag=kwargs["true_dag"])
     with _quiet(verbose):
-        _orient_fci(F, G, sep_sets, ci, a, int(max_path_length), x, bool(verbose))
+        _orient_fci(F, G, sep_sets, ci, alpha, max_path_length, x, verbose)
         return G, F.get_color_edges(G)
 
 
