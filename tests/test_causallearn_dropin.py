@@ -448,3 +448,22 @@ def test_the_ancestor_cache_is_causal_learns():
                     G.graph[a, b] = G.graph[b, a] = -1
         G.reconstitute_dpath(G.get_graph_edges())
         assert np.array_equal(_dpath(G.graph), G.dpath)
+
+
+def test_data_causal_learn_would_answer_blindly_is_refused(rng):
+    """Too few rows: causal-learn's Fisher z has no degrees of freedom left and answers p = 1
+    (every pair independent) or fails with a math domain error; non-numeric data and NaN in FCI."""
+    z = rng.normal(size=(40, 1))
+    x = z * 2.0 + rng.normal(size=(40, 5)) * 0.3  # every pair dependent at level 0
+    for fn, name in ((ccl.pc, "data"), (ccl.fci, "dataset")):
+        with pytest.raises(cleann.ArgumentError, match=f"{name} needs at least 4 rows for a Fisher z test, got 3"):
+            fn(x[:3])
+        with pytest.raises(cleann.ArgumentError, match="num_samples too small for conditioning sets of size 1"):
+            fn(x[:4])  # level 1 would test with N - |S| - 3 = 0
+        with pytest.raises(cleann.ArgumentError, match=f"{name} must be a numeric array"):
+            fn(np.array([["a", "b"], ["c", "d"], ["e", "f"], ["g", "h"]]))
+        bad = x.copy()
+        bad[7, 3] = np.inf
+        with pytest.raises(cleann.ArgumentError, match=f"{name} holds a non-finite value at row 7, column 3"):
+            fn(bad)
+    assert ccl.pc(x[:5]).G.graph.shape == (5, 5)  # five rows: level 1 is the last one it can test
