@@ -89,6 +89,14 @@ namespace {
 
 constexpr int8_t TAIL = -1, ARROW = 1, CIRCLE = 2;
 
+// ChoiceGenerator(len(v), 2) over a list: fn(v[x], v[y]) for x < y, lexicographically.
+template <typename F>
+void for_each_pair(const std::vector<int>& v, F&& fn) {
+  const int k = static_cast<int>(v.size());
+  for (int x = 0; x < k; ++x)
+    for (int y = x + 1; y < k; ++y) fn(v[x], v[y]);
+}
+
 // causal-learn's sep_sets dict, keyed by ordered pairs: the adjacency search stores both orders,
 // the possible-d-sep stage only the order of the edge it removed.
 class OrderedSepsets {
@@ -477,17 +485,13 @@ class CausalLearnFci {
   void rule0() {
     G_.reorient_all_circle();
     for (int b = 0; b < n_; ++b) {
-      const std::vector<int> adj = G_.nb[b];
-      const int k = static_cast<int>(adj.size());
-      for (int x = 0; x < k; ++x)
-        for (int y = x + 1; y < k; ++y) {
-          const int a = adj[x], c = adj[y];
-          if (G_.adjacent(a, c) || G_.is_def_collider(a, b, c)) continue;
-          if (!sep_.has(a, c) || sep_.contains(a, c, b)) continue;
-          if (!G_.arrow_allowed(a, b) || !G_.arrow_allowed(c, b)) continue;
-          G_.set_edge(a, b, G_.mark(a, b), ARROW);
-          G_.set_edge(c, b, G_.mark(c, b), ARROW);
-        }
+      for_each_pair(std::vector<int>(G_.nb[b]), [&](int a, int c) {
+        if (G_.adjacent(a, c) || G_.is_def_collider(a, b, c)) return;
+        if (!sep_.has(a, c) || sep_.contains(a, c, b)) return;
+        if (!G_.arrow_allowed(a, b) || !G_.arrow_allowed(c, b)) return;
+        G_.set_edge(a, b, G_.mark(a, b), ARROW);
+        G_.set_edge(c, b, G_.mark(c, b), ARROW);
+      });
     }
   }
 
@@ -642,16 +646,12 @@ class CausalLearnFci {
 
   bool rules_r1_r2(bool change) {
     for (int b = 0; b < n_; ++b) {
-      const std::vector<int> adj = G_.nb[b];
-      const int k = static_cast<int>(adj.size());
-      for (int x = 0; x < k; ++x)
-        for (int y = x + 1; y < k; ++y) {
-          const int a = adj[x], c = adj[y];
-          change = r1(a, b, c, change);
-          change = r1(c, b, a, change);
-          change = r2(a, b, c, change);
-          change = r2(c, b, a, change);
-        }
+      for_each_pair(std::vector<int>(G_.nb[b]), [&](int a, int c) {
+        change = r1(a, b, c, change);
+        change = r1(c, b, a, change);
+        change = r2(a, b, c, change);
+        change = r2(c, b, a, change);
+      });
     }
     return change;
   }
@@ -659,21 +659,16 @@ class CausalLearnFci {
   bool rule_r3(bool change) {
     for (int b = 0; b < n_; ++b) {
       const std::vector<int> arrows = G_.nodes_into(b, ARROW), circles = G_.nodes_into(b, CIRCLE);
-      const int k = static_cast<int>(arrows.size());
-      for (int d : circles) {
-        if (k < 2) continue;
-        for (int x = 0; x < k; ++x)
-          for (int y = x + 1; y < k; ++y) {
-            const int a = arrows[x], c = arrows[y];
-            if (G_.adjacent(a, c)) continue;
-            if (!G_.adjacent(a, d) || !G_.adjacent(c, d)) continue;
-            if (!(sep_.has(a, c) && sep_.contains(a, c, d))) continue;  // isNoncollider
-            if (G_.endpoint(a, d) != CIRCLE || G_.endpoint(c, d) != CIRCLE) continue;
-            if (!G_.arrow_allowed(d, b)) continue;
-            G_.set_edge(d, b, G_.mark(d, b), ARROW);
-            change = true;
-          }
-      }
+      for (int d : circles)
+        for_each_pair(arrows, [&](int a, int c) {
+          if (G_.adjacent(a, c)) return;
+          if (!G_.adjacent(a, d) || !G_.adjacent(c, d)) return;
+          if (!(sep_.has(a, c) && sep_.contains(a, c, d))) return;  // isNoncollider
+          if (G_.endpoint(a, d) != CIRCLE || G_.endpoint(c, d) != CIRCLE) return;
+          if (!G_.arrow_allowed(d, b)) return;
+          G_.set_edge(d, b, G_.mark(d, b), ARROW);
+          change = true;
+        });
     }
     return change;
   }
@@ -820,19 +815,15 @@ class CausalLearnFci {
 
   bool rule_r8(bool change) {
     for (int b = 0; b < n_; ++b) {
-      const std::vector<int> adj = G_.nb[b];
-      const int k = static_cast<int>(adj.size());
-      for (int x = 0; x < k; ++x)
-        for (int y = x + 1; y < k; ++y) {
-          const int a = adj[x], c = adj[y];
-          const bool b_to_c = G_.endpoint(b, c) == ARROW && G_.endpoint(c, b) == TAIL;
-          const bool a_oc = G_.adjacent(a, c) && G_.endpoint(a, c) == ARROW && G_.endpoint(c, a) == CIRCLE;
-          const bool a_b = G_.endpoint(b, a) == TAIL && (G_.endpoint(a, b) == ARROW || G_.endpoint(a, b) == CIRCLE);
-          if (a_b && b_to_c && a_oc) {
-            G_.set_edge(a, c, TAIL, ARROW);
-            change = true;
-          }
+      for_each_pair(std::vector<int>(G_.nb[b]), [&](int a, int c) {
+        const bool b_to_c = G_.endpoint(b, c) == ARROW && G_.endpoint(c, b) == TAIL;
+        const bool a_oc = G_.adjacent(a, c) && G_.endpoint(a, c) == ARROW && G_.endpoint(c, a) == CIRCLE;
+        const bool a_b = G_.endpoint(b, a) == TAIL && (G_.endpoint(a, b) == ARROW || G_.endpoint(a, b) == CIRCLE);
+        if (a_b && b_to_c && a_oc) {
+          G_.set_edge(a, c, TAIL, ARROW);
+          change = true;
         }
+      });
     }
     return change;
   }

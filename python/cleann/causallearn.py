@@ -50,7 +50,7 @@ import numpy as np
 
 from .errors import ArgumentError, CleannError
 
-__all__ = ["CausalLearnMissingError", "UnsupportedError", "fci", "pc"]
+__all__ = ["CausalLearnMissingError", "fci", "pc"]
 
 #: the CI tests causal-learn 0.1.4.8 knows by name
 CAUSALLEARN_TESTS = ("fisherz", "mv_fisherz", "mc_fisherz", "kci", "fastkci", "rcit", "chisq", "gsq",
@@ -59,11 +59,6 @@ CAUSALLEARN_TESTS = ("fisherz", "mv_fisherz", "mc_fisherz", "kci", "fastkci", "r
 OWN_TESTS = ("fisherz", "d_separation")
 FCI_SEMANTICS = ("causal-learn", "zhang")
 BACKGROUND_KNOWLEDGE = "background_knowledge (forbidden or required edges, tiers) is not in cleann"
-
-
-class UnsupportedError(CleannError, NotImplementedError):
-    """An option of causal-learn's PC or FCI that the drop-in does not reproduce. Nothing raises it
-    now (such calls are handed to causal-learn with a warning); kept for code that catches it."""
 
 
 class CausalLearnMissingError(CleannError, ImportError):
