@@ -4,7 +4,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ci.h"
@@ -372,6 +374,78 @@ py::dict fci_causallearn(const py::object& corr_obj, const py::object& dag, int 
   return d;
 }
 
+// causal-learn's CausalGraph.sepset for one graph's separating sets (the skeleton arrays of
+// skeleton_dict): object [n, n], None where no edge was removed; for a removed pair, at [i, j] and
+// at [j, i] a list of its own holding one tuple, the sorted union of the pair's sets. Built here
+// because at 200 variables that is 20,000 lists, most of them [()].
+using I32 = py::array_t<int32_t, py::array::c_style>;
+
+py::array causallearn_sepset(int n, const I64& edge_i, const I64& edge_j, const I32& edge_level, const I64& set_offset,
+                             const I64& set_count, const I32& set_members) {
+  const py::ssize_t e = edge_i.size();
+  expect(edge_j.size() == e && edge_level.size() == e && set_offset.size() == e && set_count.size() == e,
+         "edge_j, edge_level, set_offset and set_count must have edge_i's length " + std::to_string(e), edge_j);
+  const auto sn = static_cast<py::ssize_t>(n);
+  py::array out(py::dtype("O"), {sn, sn});
+  auto* cell = static_cast<PyObject**>(out.mutable_data());
+  for (py::ssize_t k = 0; k < sn * sn; ++k) cell[k] = Py_NewRef(Py_None);  // not NumPy's NULLs
+  const int64_t* ei = edge_i.data();
+  const int64_t* ej = edge_j.data();
+  const int32_t* lv = edge_level.data();
+  const int64_t* off = set_offset.data();
+  const int64_t* cnt = set_count.data();
+  const int32_t* mem = set_members.data();
+  const auto num_members = static_cast<int64_t>(set_members.size());
+  std::vector<int32_t> u;
+  for (py::ssize_t k = 0; k < e; ++k) {
+    if (ei[k] < 0 || ei[k] >= n || ej[k] < 0 || ej[k] >= n || ei[k] == ej[k])
+      throw cleann::ArgumentError("edge " + std::to_string(k) + " is not a pair of distinct nodes of " +
+                                  std::to_string(n));
+    const int64_t stop = off[k] + cnt[k] * lv[k];
+    if (off[k] < 0 || stop < off[k] || stop > num_members)
+      throw cleann::ArgumentError("edge " + std::to_string(k) + "'s sets lie outside set_members");
+    u.assign(mem + off[k], mem + stop);
+    std::sort(u.begin(), u.end());
+    u.erase(std::unique(u.begin(), u.end()), u.end());
+    py::tuple members(u.size());
+    for (size_t m = 0; m < u.size(); ++m) PyTuple_SET_ITEM(members.ptr(), m, PyLong_FromLong(u[m]));
+    for (PyObject** at : {cell + ei[k] * n + ej[k], cell + ej[k] * n + ei[k]}) {
+      PyObject* holder = PyList_New(1);
+      if (holder == nullptr) throw py::error_already_set();
+      PyList_SET_ITEM(holder, 0, Py_NewRef(members.ptr()));
+      Py_SETREF(*at, holder);
+    }
+  }
+  return out;
+}
+
+// GeneralGraph's ancestor cache (dpath) as reconstitute_dpath leaves it for a graph of single
+// edges, `graph` in causal-learn's encoding ([a, b] the mark at a): the identity, then for each
+// directed edge parent --> child, in reverse row-major order of its pair (i < j), child's row
+// takes parent's and parent's column takes child's (adjust_dpath).
+py::array_t<int64_t> causallearn_dpath(const py::array_t<int64_t, py::array::c_style>& graph) {
+  expect(graph.ndim() == 2 && graph.shape(0) == graph.shape(1), "graph must have shape [n, n]", graph);
+  const py::ssize_t n = graph.shape(0);
+  const int64_t* g = graph.data();
+  py::array_t<int64_t> out({n, n});
+  int64_t* d = out.mutable_data();
+  std::fill(d, d + n * n, int64_t{0});
+  for (py::ssize_t a = 0; a < n; ++a) d[a * n + a] = 1;
+  std::vector<std::pair<py::ssize_t, py::ssize_t>> edges;  // (parent, child)
+  for (py::ssize_t a = 0; a < n; ++a)
+    for (py::ssize_t b = a + 1; b < n; ++b) {
+      if (g[b * n + a] == 1 && g[a * n + b] == -1) edges.emplace_back(a, b);       // a --> b
+      else if (g[a * n + b] == 1 && g[b * n + a] == -1) edges.emplace_back(b, a);  // b --> a
+    }
+  for (auto it = edges.rbegin(); it != edges.rend(); ++it) {
+    const py::ssize_t parent = it->first, child = it->second;
+    d[child * n + parent] = 1;
+    for (py::ssize_t k = 0; k < n; ++k) d[child * n + k] |= d[parent * n + k];
+    for (py::ssize_t k = 0; k < n; ++k) d[k * n + parent] |= d[k * n + child];
+  }
+  return out;
+}
+
 // The order in which CPython iterates a set of keys 0..k-1 added in that order with these hashes.
 py::array_t<int64_t> python_set_order(const I64& hashes) {
   expect(hashes.ndim() == 1, "hashes must have shape [k]", hashes);
@@ -566,6 +640,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("fci_causallearn", &fci_causallearn, py::arg("corr"), py::arg("dag"), py::arg("n"), py::arg("num_samples"),
         py::arg("alpha"), py::arg("pivot_tol"), py::arg("max_level"), py::arg("max_path_length"),
         py::arg("max_pds_nodes"), py::arg("name_hash"), py::arg("name_rank"), py::arg("num_threads"));
+  m.def("causallearn_sepset", &causallearn_sepset, py::arg("n"), py::arg("edge_i"), py::arg("edge_j"),
+        py::arg("edge_level"), py::arg("set_offset"), py::arg("set_count"), py::arg("set_members"));
+  m.def("causallearn_dpath", &causallearn_dpath, py::arg("graph"));
   m.def("python_set_order", &python_set_order, py::arg("hashes"));
   m.def("build_info", &build_info);
 #if defined(CLEANN_WITH_CUDA)

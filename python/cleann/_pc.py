@@ -109,27 +109,6 @@ def pc(R, num_samples, alpha: float = 0.01, sepsets: str = "first", uc_priority:
     return graphs if batched else graphs[0]
 
 
-def pc_and_sepsets(R: np.ndarray, num_samples: int, alpha: float, uc_priority: int, max_level: int | None):
-    """``pc(R, num_samples, alpha, sepsets="all", uc_priority=..., max_level=...)`` on one matrix on
-    the CPU, with the skeleton's separating sets (every set of each removal level) that ``pc``
-    does not return: (Graph, SepSets). One search, for callers that need both."""
-    from .skeleton import SepSets
-
-    N, a, level = num_samples_value(num_samples), alpha_value(alpha), level_value(max_level)
-    corr, batched = corr_stack(R, "R")
-    if batched:
-        raise ArgumentError("pc_and_sepsets takes one correlation matrix")
-    n = corr.shape[1]
-    adj = np.ones((1, n, n), dtype=np.uint8)
-    adj[:, np.arange(n), np.arange(n)] = 0
-    raw = _core.core().pc(corr, adj, N, a, level, True, int(uc_priority), float(PIVOT_TOL), 0, None)
-    params = {"num_samples": N, "alpha": a, "sepsets": "all", "uc_priority": int(uc_priority), "max_level": max_level,
-              "pivot_tol": PIVOT_TOL}
-    g = Graph(raw["marks"][0], kind="CPDAG", params=params,
-              tests_per_level=_tests_per_size(raw["tests"], raw["uc_tests"])[0], backend="cpu")
-    return g, SepSets(raw, False)
-
-
 def _tests_per_size(skeleton_tests: np.ndarray, uc_tests: np.ndarray) -> list[np.ndarray]:
     """Per graph: skeleton tests [levels, B] plus collider-score tests [sizes, B], by set size.
 

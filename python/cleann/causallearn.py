@@ -22,7 +22,9 @@ What runs where:
 - Every other orientation (PC's ``uc_rule`` 1 and 2, d-separation's PC) runs causal-learn's own
   orientation functions on the skeleton the core found, with a Fisher z test whose p-values are
   computed as causal-learn computes them (the same correlation matrix, the same arithmetic), so
-  every comparison of p-values it makes comes out the same.
+  every comparison of p-values it makes comes out the same, or with a d-separation test that
+  answers as causal-learn's does without networkx's cycle check on every query.
+- The core's searches run on one thread below 150 variables, on all cores above (:func:`_threads`).
 - Anything else is handed to causal-learn itself with a warning: other CI tests (chisq, gsq, kci,
   mv_fisherz, registered custom tests), ``mvpc=True``, ``stable=False``, and background knowledge
   (its forbidden and required edges change the adjacency search, which the core does not
@@ -278,42 +280,124 @@ def _fisher_z(x: np.ndarray, R: np.ndarray):
     return _FISHER_Z(x, R)
 
 
+def _d_separation_class():
+    """A causal-learn CI test object answering as causal-learn's ``d_separation`` does (p = 1.0
+    if X and Y are d-separated by the condition set in ``true_dag``, else 0.0), by one
+    reachability search over the DAG per query. causal-learn's asks networkx, which checks the
+    whole DAG for cycles on every query; its collider-ordering priorities (3, 4) ask once per
+    subset of a node's neighbours, which on the larger bnlearn graphs is hours."""
+    from causallearn.utils.cit import CIT_Base
+
+    class DSeparationTest(CIT_Base):
+        def __init__(self, data, true_dag):
+            self.data = data
+            self.sample_size, self.num_features = data.shape
+            self.cache_path = None
+            self.SAVE_CACHE_CYCLE_SECONDS = 30
+            self.last_time_cache_saved = time.time()
+            self.pvalue_cache = {}
+            self.method = "d_separation"
+            self.true_dag = true_dag
+            self._parents = {v: list(true_dag.predecessors(v)) for v in true_dag}
+            self._children = {v: list(true_dag.successors(v)) for v in true_dag}
+
+        @functools.cached_property
+        def data_hash(self):
+            return hashlib.md5(str(self.data).encode("utf-8")).hexdigest()
+
+        def __deepcopy__(self, memo):  # as CorrelationFisherZ: nothing but the cache changes
+            return self
+
+        def save_to_local_cache(self):
+            pass
+
+        def _separated(self, x, y, given: set) -> bool:
+            # the nodes that are in `given` or have a descendant there: where a collider is open
+            opened, stack = set(), list(given)
+            while stack:
+                v = stack.pop()
+                if v not in opened:
+                    opened.add(v)
+                    stack.extend(self._parents[v])
+            # active trails from x: (node, True) entered from a child, (node, False) from a parent
+            seen, stack = set(), [(x, True)]
+            while stack:
+                v, up = stack.pop()
+                if (v, up) in seen:
+                    continue
+                seen.add((v, up))
+                if v == y:
+                    return False
+                if up and v not in given:
+                    stack.extend((p, True) for p in self._parents[v])
+                    stack.extend((c, False) for c in self._children[v])
+                elif not up:
+                    if v not in given:
+                        stack.extend((c, False) for c in self._children[v])
+                    if v in opened:
+                        stack.extend((p, True) for p in self._parents[v])
+            return True
+
+        def __call__(self, X, Y, condition_set=None):
+            S = tuple(sorted(set(map(int, condition_set or ()))))
+            a, b = (int(X), int(Y)) if X < Y else (int(Y), int(X))
+            key = (a, b, S)
+            p = self.pvalue_cache.get(key)
+            if p is None:
+                p = float(self._separated(a, b, set(S)))
+                self.pvalue_cache[key] = p
+            return p
+
+    return DSeparationTest
+
+
+_D_SEPARATION = None
+
+
+def _d_separation(x: np.ndarray, true_dag):
+    """The d-separation test object for ``true_dag`` (a networkx DiGraph over the columns)."""
+    global _D_SEPARATION
+    if _D_SEPARATION is None:
+        _D_SEPARATION = _d_separation_class()
+    return _D_SEPARATION(x, true_dag)
+
+
 # ---------------------------------------------------------------------------------------------
 # Skeletons
 
 
 def _skeleton(test: str, x: np.ndarray, R, oracle, alpha: float, level: int | None):
-    """(adjacency bool [n, n], {(i, j), i < j: union of the separating sets of the removal level})."""
+    """(adjacency bool [n, n], CausalGraph.sepset for it: each removed pair's union of the
+    separating sets of its removal level)."""
     import cleann
 
+    n = x.shape[1]
     if test == "fisherz":
-        sk = cleann.skeleton(R, x.shape[0], alpha, max_level=level, sepsets="all")
-        i, j, unions = _unions(sk.sepsets)
-        return sk.adjacency.astype(bool), dict(zip(zip(i.tolist(), j.tolist()), unions))
+        sk = cleann.skeleton(R, x.shape[0], alpha, max_level=level, sepsets="all", num_threads=_threads(n) or None)
+        s = sk.sepsets
+        return sk.adjacency.astype(bool), _core_sepset(n, {"edge_i": s._i, "edge_j": s._j, "edge_level": s._level,
+                                                           "set_offset": s._offset, "set_count": s._count,
+                                                           "set_members": s._members})
     g = cleann.fci(oracle, max_level=level, sepsets="all", possible_dsep=False)
-    return g.adjacency, {key: tuple(sorted(g.sepsets[key])) for key in _removed(g.adjacency)}
-
-
-def _unions(sepsets) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
-    """The removed pairs (i, j), i < j, and for each the sorted union of its separating sets, from a
-    SepSets' flat arrays: no per-set Python objects (20,000 pairs at 200 variables), and no work
-    per pair for those removed at level 0 (nine in ten on sparse graphs), whose union is ()."""
-    level = np.asarray(sepsets._level, dtype=np.int64)
-    unions = [()] * len(level)
-    rest = np.flatnonzero(level)
-    if rest.size:
-        start = np.asarray(sepsets._offset, dtype=np.int64)[rest]
-        stop = start + np.asarray(sepsets._count, dtype=np.int64)[rest] * level[rest]
-        members = np.asarray(sepsets._members).tolist()
-        for e, a, b in zip(rest.tolist(), start.tolist(), stop.tolist()):
-            unions[e] = tuple(sorted(set(members[a:b])))
-    return np.asarray(sepsets._i), np.asarray(sepsets._j), unions
-
-
-def _pairs(seps: dict) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
-    """{(i, j): union} as :func:`_unions` returns it."""
+    seps = {key: tuple(sorted(g.sepsets[key])) for key in _removed(g.adjacency)}
     ij = np.array(list(seps), dtype=np.intp).reshape(-1, 2)
-    return ij[:, 0], ij[:, 1], list(seps.values())
+    return g.adjacency, _sepset_matrix(n, ij[:, 0], ij[:, 1], list(seps.values()))
+
+
+def _threads(n: int) -> int:
+    """Threads for the core's search over ``n`` variables: one below 150 (below that a search
+    takes a few milliseconds and a second thread costs more than it saves; on a busy machine
+    many times more), else all."""
+    return 1 if n < 150 else 0
+
+
+def _core_sepset(n: int, raw: dict) -> np.ndarray:
+    """CausalGraph.sepset from the core's separating-set arrays (one graph), built in the core:
+    20,000 lists at 200 variables."""
+    from . import _core
+
+    return _core.core().causallearn_sepset(n, raw["edge_i"], raw["edge_j"], raw["edge_level"], raw["set_offset"],
+                                           raw["set_count"], raw["set_members"])
 
 
 def _removed(adjacency: np.ndarray) -> list[tuple[int, int]]:
@@ -470,22 +554,21 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
     else:
         R, oracle = None, _oracle(kwargs, n, "indep_test")
     if test == "fisherz" and uc_rule == 0:  # one search gives the CPDAG and the separating sets
-        from ._pc import pc_and_sepsets
-        from .graph import to_causallearn
+        from . import _core
+        from .ci import PIVOT_TOL
+        from .graph import _TO_CL
 
-        g, found = pc_and_sepsets(R, x.shape[0], a, 3 if uc_priority == -1 else uc_priority, level)
-        graph = to_causallearn(g, as_array=True)
-        cg = _causal_graph(names, graph, _sepset_matrix(n, *_unions(found)), _dpath(graph))
+        adjacency = np.ones((1, n, n), dtype=np.uint8)
+        adjacency[0, np.arange(n), np.arange(n)] = 0
+        raw = _core.core().pc(R[None], adjacency, float(x.shape[0]), a, -1 if level is None else level, True,
+                              3 if uc_priority == -1 else uc_priority, PIVOT_TOL, _threads(n))
+        graph = _TO_CL[raw["marks"][0].T.astype(np.intp)].astype(int)
+        cg = _causal_graph(names, graph, _core_sepset(n, raw), _dpath(graph))
         cg.set_ind_test(_fisher_z(x, R))
     else:
-        adjacency, seps = _skeleton(test, x, R, oracle, a, level)
-        cg = _causal_graph(names, _undirected(adjacency), _sepset_matrix(n, *_pairs(seps)))
-        if test == "fisherz":
-            cg.set_ind_test(_fisher_z(x, R))
-        else:
-            from causallearn.utils.cit import CIT
-
-            cg.set_ind_test(CIT(x, "d_separation", true_dag=kwargs["true_dag"]))
+        adjacency, sepset = _skeleton(test, x, R, oracle, a, level)
+        cg = _causal_graph(names, _undirected(adjacency), sepset)
+        cg.set_ind_test(_fisher_z(x, R) if test == "fisherz" else _d_separation(x, kwargs["true_dag"]))
         with _quiet(verbose):
             cg = _orient_pc(cg, a, uc_rule, uc_priority)
     cg.PC_elapsed = time.time() - start
@@ -494,20 +577,12 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
 
 def _dpath(graph: np.ndarray) -> np.ndarray:
     """GeneralGraph's ancestor cache as ``reconstitute_dpath(get_graph_edges())`` leaves it for a
-    graph of single edges: the diagonal, then each directed edge parent --> child, pairs (i < j)
-    in reverse order, closing the cache as ``adjust_dpath`` does (row i and column j are read
-    before any of the writes can change them, so the loop over k is two vector updates)."""
-    n = graph.shape[0]
-    arrow = (graph.T == 1) & (graph == -1)  # arrow[a, b]: a --> b
-    a, b = np.nonzero(np.triu(arrow | arrow.T, 1))
-    parents = np.where(arrow[a, b], a, b)[::-1].tolist()
-    children = np.where(arrow[a, b], b, a)[::-1].tolist()
-    dpath = np.eye(n, dtype=bool)
-    for parent, child in zip(parents, children):
-        dpath[child, parent] = True
-        np.logical_or(dpath[child], dpath[parent], out=dpath[child])
-        np.logical_or(dpath[:, parent], dpath[:, child], out=dpath[:, parent])
-    return dpath.astype(int)
+    graph of single edges (``graph`` in causal-learn's encoding), built in the core: the diagonal,
+    then each directed edge parent --> child, pairs (i < j) in reverse order, closing the cache as
+    ``adjust_dpath`` does."""
+    from . import _core
+
+    return _core.core().causallearn_dpath(np.ascontiguousarray(graph, dtype=np.int64))
 
 
 def _orient_pc(cg, alpha: float, uc_rule: int, uc_priority: int):
@@ -609,7 +684,7 @@ def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth:
     try:
         raw = _core.core().fci_causallearn(
             R, None if oracle is None else oracle._dag, n, float(x.shape[0]), a, PIVOT_TOL,
-            -1 if level is None else level, int(max_path_length), MAX_PDS_NODES, hashes, rank, 1)
+            -1 if level is None else level, int(max_path_length), MAX_PDS_NODES, hashes, rank, _threads(n))
     except ValueError as exc:
         raise ArgumentError(str(exc)) from exc
     G = _general_graph(names, raw["graph"].astype(int), raw["dpath"])
@@ -661,18 +736,11 @@ def _color_edges(G, property_a: np.ndarray, property_b: np.ndarray) -> list:
 
 def _fci_python(F, test, x, R, oracle, alpha, level, max_path_length, names, kwargs, verbose):
     """The core's adjacency search, then causal-learn's own FCI functions on it."""
-    adjacency, seps = _skeleton(test, x, R, oracle, alpha, level)
+    adjacency, sepset = _skeleton(test, x, R, oracle, alpha, level)
     G = _general_graph(names, _undirected(adjacency))
-    sep_sets = {}
-    for (i, j), s in seps.items():
-        sep_sets[(i, j)] = set(s)
-        sep_sets[(j, i)] = set(s)
-    if test == "fisherz":
-        ci = _fisher_z(x, R)
-    else:
-        from causallearn.utils.cit import CIT
-
-        ci = CIT(x, "d_separation", true_dag=kwargs["true_dag"])
+    removed = np.not_equal(sepset, None)
+    sep_sets = {(i, j): set(sepset[i, j][0]) for i, j in zip(*(k.tolist() for k in np.nonzero(removed)))}
+    ci = _fisher_z(x, R) if test == "fisherz" else _d_separation(x, kwargs["true_dag"])
     with _quiet(verbose):
         _orient_fci(F, G, sep_sets, ci, alpha, max_path_length, x, verbose)
         return G, F.get_color_edges(G)
