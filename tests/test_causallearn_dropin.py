@@ -272,7 +272,7 @@ def test_d_separation_pc_and_fci_match_causal_learn(rng):
         dag = oracle_dag(rng, n, 2.5)
         n_obs = n - 2 if case % 2 else n
         placeholder = np.empty((0, n_obs))
-        for rule, priority in ((0, 0), (0, 1), (0, 2), (0, 3), (1, 2)):
+        for rule, priority in ((0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (2, 3)):
             ours = ccl.pc(placeholder, 0.05, d_separation, True, rule, priority, true_dag=dag, show_progress=False)
             theirs = quiet(cl_pc, placeholder, 0.05, d_separation, True, rule, priority, true_dag=dag,
                            show_progress=False)
@@ -280,6 +280,30 @@ def test_d_separation_pc_and_fci_match_causal_learn(rng):
         G, _ = ccl.fci(placeholder, d_separation, 0.05, true_dag=dag, show_progress=False)
         G_cl, _ = quiet(cl_fci, placeholder, d_separation, 0.05, true_dag=dag, show_progress=False)
         assert np.array_equal(G.graph, G_cl.graph), f"case {case}, fci: {differ(G.graph, G_cl.graph)}"
+
+
+def test_d_separation_test_object_answers_as_causal_learns(rng):
+    """The orientation stages' d-separation test (priorities 3 and 4 ask it once per subset of a
+    node's neighbours) against causal-learn's networkx-backed one, query by query, latent nodes
+    included."""
+    from causallearn.utils.cit import CIT
+
+    queries = 0
+    for case in range(20):
+        n = int(rng.integers(5, 14))
+        dag = oracle_dag(rng, n, float(rng.uniform(1.5, 4.0)))
+        n_obs = n - 3 if case % 2 else n  # the last three latent: trails run through them
+        placeholder = np.empty((0, n_obs))
+        ours, theirs = ccl._d_separation(placeholder, dag), CIT(placeholder, "d_separation", true_dag=dag)
+        for _ in range(60):
+            x, y = (int(v) for v in rng.choice(n_obs, 2, replace=False))
+            rest = [v for v in range(n_obs) if v not in (x, y)]
+            S = [int(v) for v in rng.choice(rest, int(rng.integers(0, min(len(rest), 5) + 1)), replace=False)]
+            p = ours(x, y, S)
+            assert p == theirs(x, y, S) and type(p) is float, f"case {case}: {x} _||_ {y} | {S}"
+            assert ours(y, x, S[::-1]) == p
+            queries += 1
+    assert queries == 1200
 
 
 def test_zhang_semantics_is_cleann_fci_without_caps(rng):
