@@ -66,6 +66,19 @@ def same_result(ours, theirs) -> str:
     want = [(str(e), [p.name for p in e.properties]) for e in edges_cl]
     if mine != want:
         return f"edges differ: {mine[:3]} vs {want[:3]}"
+
+    def fields(e):  # every attribute the constructor sets, nodes by name and identity in the graph
+        d = dict(vars(e))
+        for k in ("node1", "node2"):
+            d[k] = (d[k].get_name(), type(d[k]).__name__)
+        return type(e), sorted((k, type(v).__name__, v) for k, v in d.items())
+
+    for k, (e, e_cl) in enumerate(zip(edges, edges_cl)):
+        if fields(e) != fields(e_cl):
+            return f"edge {k} differs attribute by attribute: {fields(e)} vs {fields(e_cl)}"
+        if any(v is not w for v, w in zip((e.node1, e.node2), (G.nodes[G.node_map[e.node1]],
+                                                                G.nodes[G.node_map[e.node2]]))):
+            return f"edge {k}'s nodes are not the graph's node objects"
     if [(v.get_name(), v.get_all_attributes()) for v in G.get_nodes()] != \
             [(v.get_name(), v.get_all_attributes()) for v in G_cl.get_nodes()]:
         return "the nodes differ"

@@ -724,12 +724,18 @@ def _color_edges(G, property_a: np.ndarray, property_b: np.ndarray) -> list:
     nodes = G.nodes
     kinds = {v.value: v for v in Edge.Property}
     edges = []
+    new = Edge.__new__
     for a, b, ea, eb, pa, pb in zip(i.tolist(), j.tolist(), g[i, j].tolist(), g[j, i].tolist(),
                                     property_a[i, j].tolist(), property_b[i, j].tolist()):
-        edge = Edge(nodes[a], nodes[b], ends[ea], ends[eb])
-        if pa:
-            edge.properties.append(kinds[pa])
-            edge.properties.append(kinds[pb])
+        # Edge(nodes[a], nodes[b], ends[ea], ends[eb]) as its constructor leaves it (it flips an
+        # edge whose first end is an arrowhead and second a tail or circle), without its enum
+        # comparisons: 13 us an edge, most of building the result at 200 variables
+        edge = new(Edge)
+        edge.properties = [kinds[pa], kinds[pb]] if pa else []
+        if ea == 1 and eb != 1:
+            a, b, ea, eb = b, a, eb, ea
+        edge.node1, edge.node2, edge.endpoint1, edge.endpoint2 = nodes[a], nodes[b], ends[ea], ends[eb]
+        edge.numerical_endpoint_1, edge.numerical_endpoint_2 = ea, eb
         edges.append(edge)
     return edges
 
