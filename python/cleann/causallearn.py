@@ -487,7 +487,6 @@ def _without_gc(fn):
     return run
 
 
-@_without_gc
 def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int = 0, uc_priority: int = 2,
        mvpc: bool = False, correction_name: str = "MV_Crtn_Fisher_Z", background_knowledge=None,
        verbose: bool = False, show_progress: bool = True, node_names=None, max_k: int | None = None, **kwargs):
@@ -538,10 +537,15 @@ def pc(data, alpha=0.05, indep_test="fisherz", stable: bool = True, uc_rule: int
     if reason is not None:
         from causallearn.search.ConstraintBased.PC import pc as cl_pc
 
-        _hand_over("pc", reason, stacklevel=4)  # pc runs inside _without_gc
+        _hand_over("pc", reason)
         return cl_pc(data, alpha, indep_test, stable, uc_rule, uc_priority, mvpc, correction_name,
                      background_knowledge, verbose, show_progress, node_names, max_k, **kwargs)
+    return _pc_ours(data, a, test, uc_rule, uc_priority, verbose, node_names, max_k, kwargs)
 
+
+@_without_gc
+def _pc_ours(data, a: float, test: str, uc_rule: int, uc_priority: int, verbose: bool, node_names, max_k, kwargs):
+    """pc with the checked arguments, in cleann."""
     start = time.time()
     x = _data(data, "data", fisher_z=test == "fisherz")
     n = x.shape[1]
@@ -647,7 +651,13 @@ def fci(dataset, independence_test_method="fisherz", alpha: float = 0.05, depth:
                    else f"the CI test {test!r} is not in cleann")
         return cl_fci(dataset, test, alpha, depth, max_path_length, verbose, background_knowledge, show_progress,
                       node_names, **kwargs)
+    return _fci_ours(dataset, a, test, level, int(max_path_length), verbose, node_names, semantics, kwargs)
 
+
+@_without_gc
+def _fci_ours(dataset, a: float, test: str, level: int | None, max_path_length: int, verbose: bool, node_names,
+              semantics: str, kwargs):
+    """fci with the checked arguments, in cleann."""
     from causallearn.search.ConstraintBased import FCI as F
 
     x = _data(dataset, "dataset", fisher_z=test == "fisherz")
