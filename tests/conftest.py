@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import warnings
 import zlib
 from pathlib import Path
 
@@ -103,6 +106,22 @@ def random_queries(n: int, q: int, l: int, rng: np.random.Generator):
     """q random (i, j, S) with |S| = l, all distinct nodes."""
     picks = np.array([rng.choice(n, size=l + 2, replace=False) for _ in range(q)]).reshape(q, l + 2)
     return picks[:, 0].copy(), picks[:, 1].copy(), np.ascontiguousarray(picks[:, 2:])
+
+
+def quiet(fn, *args, **kwargs):
+    """A run of causal-learn's own code, its progress bars, prints and warnings silenced."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+def random_dag(n: int, rng: np.random.Generator, degree: float) -> np.ndarray:
+    """Weights W[i, j] != 0 iff i -> j, a random order, about ``degree`` neighbours per node."""
+    W = np.triu(rng.uniform(0.5, 1.5, (n, n)) * rng.choice([-1.0, 1.0], (n, n)), 1)
+    W *= rng.random((n, n)) < degree / (n - 1)
+    perm = rng.permutation(n)
+    return W[np.ix_(perm, perm)]
 
 
 _BLOCK_CORE = """

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 
 import networkx as nx
 import numpy as np
 import pytest
 
 pytest.importorskip("causallearn")
+
+from conftest import quiet, random_dag  # noqa: E402
 
 import cleann  # noqa: E402
 from cleann import causallearn as ccl  # noqa: E402
@@ -28,26 +29,10 @@ PC_CONFIGS = [(rule, priority) for rule in (0, 1, 2) for priority in (-1, 0, 1, 
               if rule != 2 or priority not in (0, 1)]  # definite maxP takes priorities 2-4 only
 
 
-def quiet(fn, *args, **kwargs):
-    """causal-learn's own run, its progress bars, prints and warnings silenced."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
 def quiet_prints(fn, *args, **kwargs):
     """A drop-in call with causal-learn's prints and progress bars silenced, its warnings not."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         return fn(*args, **kwargs)
-
-
-def random_dag(n: int, rng: np.random.Generator, degree: float) -> np.ndarray:
-    """Weights W[i, j] != 0 iff i -> j, a random order, about ``degree`` neighbours per node."""
-    W = np.triu(rng.uniform(0.5, 1.5, (n, n)) * rng.choice([-1.0, 1.0], (n, n)), 1)
-    W *= rng.random((n, n)) < degree / (n - 1)
-    perm = rng.permutation(n)
-    return W[np.ix_(perm, perm)]
 
 
 def linear_data(rng: np.random.Generator, rows: int = 1000) -> np.ndarray:

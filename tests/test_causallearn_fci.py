@@ -5,15 +5,12 @@ seeds; and the one CPython detail it depends on (the iteration order of a set)."
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import random
 import string
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import networkx as nx
 import numpy as np
@@ -21,26 +18,14 @@ import pytest
 
 pytest.importorskip("causallearn")
 
+from conftest import quiet, random_dag  # noqa: E402
+
 import cleann  # noqa: E402
 from cleann import causallearn as ccl  # noqa: E402
 
 from causallearn.graph.GraphNode import GraphNode  # noqa: E402
 from causallearn.search.ConstraintBased.FCI import fci as cl_fci  # noqa: E402
 from causallearn.utils.cit import d_separation, fisherz  # noqa: E402
-
-
-def quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-            contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
-
-
-def random_dag(n: int, rng: np.random.Generator, degree: float) -> np.ndarray:
-    W = np.triu(rng.uniform(0.5, 1.5, (n, n)) * rng.choice([-1.0, 1.0], (n, n)), 1)
-    W *= rng.random((n, n)) < degree / (n - 1)
-    perm = rng.permutation(n)
-    return W[np.ix_(perm, perm)]
 
 
 def latent_data(rng: np.random.Generator) -> np.ndarray:
