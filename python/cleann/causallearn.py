@@ -213,15 +213,17 @@ def _hand_over(fn: str, why: str, stacklevel: int = 3) -> None:
 # The CI tests the orientation stages call
 
 
-def _fisher_z_class():
-    """A causal-learn CI test object (a CIT_Base) computing causal-learn's Fisher z p-values on a
-    given correlation matrix: the same variable order, inverse and normal tail, so equal
-    bit for bit, which the orientation rules comparing p-values (maxP, priorities 3, 4) need."""
+@functools.lru_cache(maxsize=None)
+def _test_classes():
+    """The drop-in's causal-learn CI test objects (CIT_Base subclasses, made when causal-learn is
+    first needed): (CorrelationFisherZ, DSeparationTest)."""
     from causallearn.utils.cit import CIT_Base
     from scipy.special import ndtr
 
-    class CorrelationFisherZ(CIT_Base):
-        def __init__(self, data, correlation_matrix):
+    class CachedTest(CIT_Base):
+        """CIT_Base's attributes and p-value cache, keyed by (smaller, larger, sorted set)."""
+
+        def __init__(self, data, method: str):
             # CIT_Base.__init__'s attributes, but data_hash only when read: it formats the data
             # as a string, which takes longer than a small search. causal-learn's PC code reads
             # only ``method``; ``__call__`` reads the rest.
@@ -231,8 +233,7 @@ def _fisher_z_class():
             self.SAVE_CACHE_CYCLE_SECONDS = 30
             self.last_time_cache_saved = time.time()
             self.pvalue_cache = {}
-            self.method = "fisherz"
-            self.correlation_matrix = correlation_matrix
+            self.method = method
 
         @functools.cached_property
         def data_hash(self):
@@ -248,70 +249,50 @@ def _fisher_z_class():
             pass
 
         def __call__(self, X, Y, condition_set=None):
-            S = sorted(set(map(int, condition_set or ())))
+            S = tuple(sorted(set(map(int, condition_set or ()))))
             a, b = (int(X), int(Y)) if X < Y else (int(Y), int(X))
-            key = (a, b, tuple(S))
+            key = (a, b, S)
             p = self.pvalue_cache.get(key)
             if p is None:
-                var = [a, b] + S
-                try:
-                    inv = np.linalg.inv(self.correlation_matrix[np.ix_(var, var)])
-                except np.linalg.LinAlgError as exc:
-                    raise ArgumentError(f"the correlation matrix of data is singular on columns {var}") from exc
-                r = -inv[0, 1] / math.sqrt(abs(inv[0, 0] * inv[1, 1]))
-                if abs(r) >= 1:
-                    r = (1.0 - np.finfo(float).eps) * np.sign(r)
-                z = math.sqrt(self.sample_size - len(S) - 3) * abs(0.5 * math.log((1 + r) / (1 - r)))
-                p = 2 * (1 - ndtr(abs(z)))
-                self.pvalue_cache[key] = p
+                p = self.pvalue_cache[key] = self._pvalue(a, b, S)
             return p
 
-    return CorrelationFisherZ
+    class CorrelationFisherZ(CachedTest):
+        """causal-learn's Fisher z p-values on a given correlation matrix: the same variable
+        order, inverse and normal tail, so equal bit for bit, which the orientation rules
+        comparing p-values (maxP, priorities 3, 4) need."""
 
+        def __init__(self, data, correlation_matrix):
+            super().__init__(data, "fisherz")
+            self.correlation_matrix = correlation_matrix
 
-_FISHER_Z = None
+        def _pvalue(self, a: int, b: int, S: tuple) -> float:
+            var = [a, b, *S]
+            try:
+                inv = np.linalg.inv(self.correlation_matrix[np.ix_(var, var)])
+            except np.linalg.LinAlgError as exc:
+                raise ArgumentError(f"the correlation matrix of data is singular on columns {var}") from exc
+            r = -inv[0, 1] / math.sqrt(abs(inv[0, 0] * inv[1, 1]))
+            if abs(r) >= 1:
+                r = (1.0 - np.finfo(float).eps) * np.sign(r)
+            z = math.sqrt(self.sample_size - len(S) - 3) * abs(0.5 * math.log((1 + r) / (1 - r)))
+            return 2 * (1 - ndtr(abs(z)))
 
+    class DSeparationTest(CachedTest):
+        """causal-learn's ``d_separation`` answers (p = 1.0 if X and Y are d-separated by the
+        condition set in ``true_dag``, else 0.0) by one reachability search over the DAG per
+        query. causal-learn's asks networkx, which checks the whole DAG for cycles on every
+        query; its collider-ordering priorities (3, 4) ask once per subset of a node's
+        neighbours, which on the larger bnlearn graphs is hours."""
 
-def _fisher_z(x: np.ndarray, R: np.ndarray):
-    """The Fisher z test object on data x [N, n] with its correlation matrix R."""
-    global _FISHER_Z
-    if _FISHER_Z is None:
-        _FISHER_Z = _fisher_z_class()
-    return _FISHER_Z(x, R)
-
-
-def _d_separation_class():
-    """A causal-learn CI test object answering as causal-learn's ``d_separation`` does (p = 1.0
-    if X and Y are d-separated by the condition set in ``true_dag``, else 0.0), by one
-    reachability search over the DAG per query. causal-learn's asks networkx, which checks the
-    whole DAG for cycles on every query; its collider-ordering priorities (3, 4) ask once per
-    subset of a node's neighbours, which on the larger bnlearn graphs is hours."""
-    from causallearn.utils.cit import CIT_Base
-
-    class DSeparationTest(CIT_Base):
         def __init__(self, data, true_dag):
-            self.data = data
-            self.sample_size, self.num_features = data.shape
-            self.cache_path = None
-            self.SAVE_CACHE_CYCLE_SECONDS = 30
-            self.last_time_cache_saved = time.time()
-            self.pvalue_cache = {}
-            self.method = "d_separation"
+            super().__init__(data, "d_separation")
             self.true_dag = true_dag
             self._parents = {v: list(true_dag.predecessors(v)) for v in true_dag}
             self._children = {v: list(true_dag.successors(v)) for v in true_dag}
 
-        @functools.cached_property
-        def data_hash(self):
-            return hashlib.md5(str(self.data).encode("utf-8")).hexdigest()
-
-        def __deepcopy__(self, memo):  # as CorrelationFisherZ: nothing but the cache changes
-            return self
-
-        def save_to_local_cache(self):
-            pass
-
-        def _separated(self, x, y, given: set) -> bool:
+        def _pvalue(self, x: int, y: int, S: tuple) -> float:
+            given = set(S)
             # the nodes that are in `given` or have a descendant there: where a collider is open
             opened, stack = set(), list(given)
             while stack:
@@ -320,46 +301,35 @@ def _d_separation_class():
                     opened.add(v)
                     stack.extend(self._parents[v])
             # active trails from x: (node, True) entered from a child, (node, False) from a parent
-            seen, stack = set(), [(x, True)]
-            while stack:
-                v, up = stack.pop()
+            seen, trail = set(), [(x, True)]
+            while trail:
+                v, up = trail.pop()
                 if (v, up) in seen:
                     continue
                 seen.add((v, up))
                 if v == y:
-                    return False
+                    return 0.0
                 if up and v not in given:
-                    stack.extend((p, True) for p in self._parents[v])
-                    stack.extend((c, False) for c in self._children[v])
+                    trail.extend((p, True) for p in self._parents[v])
+                    trail.extend((c, False) for c in self._children[v])
                 elif not up:
                     if v not in given:
-                        stack.extend((c, False) for c in self._children[v])
+                        trail.extend((c, False) for c in self._children[v])
                     if v in opened:
-                        stack.extend((p, True) for p in self._parents[v])
-            return True
+                        trail.extend((p, True) for p in self._parents[v])
+            return 1.0
 
-        def __call__(self, X, Y, condition_set=None):
-            S = tuple(sorted(set(map(int, condition_set or ()))))
-            a, b = (int(X), int(Y)) if X < Y else (int(Y), int(X))
-            key = (a, b, S)
-            p = self.pvalue_cache.get(key)
-            if p is None:
-                p = float(self._separated(a, b, set(S)))
-                self.pvalue_cache[key] = p
-            return p
-
-    return DSeparationTest
+    return CorrelationFisherZ, DSeparationTest
 
 
-_D_SEPARATION = None
+def _fisher_z(x: np.ndarray, R: np.ndarray):
+    """The Fisher z test object on data x [N, n] with its correlation matrix R."""
+    return _test_classes()[0](x, R)
 
 
 def _d_separation(x: np.ndarray, true_dag):
     """The d-separation test object for ``true_dag`` (a networkx DiGraph over the columns)."""
-    global _D_SEPARATION
-    if _D_SEPARATION is None:
-        _D_SEPARATION = _d_separation_class()
-    return _D_SEPARATION(x, true_dag)
+    return _test_classes()[1](x, true_dag)
 
 
 # ---------------------------------------------------------------------------------------------
