@@ -436,6 +436,42 @@ def test_missing_causal_learn_says_how_to_install(monkeypatch):
         ccl.fci(np.zeros((10, 3)))
 
 
+def test_the_core_search_gives_one_answer_on_any_number_of_threads(monkeypatch):
+    """From 150 variables the drop-in's searches run on all cores: the same CPDAG, separating
+    sets and PAG as on one thread (and so as causal-learn's, which runs too long to test here)."""
+    rng = np.random.default_rng(150)
+    n = 160
+    x = np.linalg.solve(np.eye(n) - random_dag(n, rng, 2.0).T, rng.normal(size=(2000, n)).T).T
+    assert ccl._threads(n) == 0 and ccl._threads(149) == 1
+    cg, (G, edges) = ccl.pc(x, show_progress=False), ccl.fci(x, show_progress=False)
+    monkeypatch.setattr(ccl, "_threads", lambda n: 1)
+    cg1, (G1, edges1) = ccl.pc(x, show_progress=False), ccl.fci(x, show_progress=False)
+    assert np.count_nonzero(cg.G.graph == 1) > 50, "too few arrowheads to compare"
+    assert np.array_equal(cg.G.graph, cg1.G.graph) and np.array_equal(cg.sepset != None, cg1.sepset != None)  # noqa: E711
+    assert all(a == b for a, b in zip(cg.sepset.ravel(), cg1.sepset.ravel()))
+    assert np.array_equal(G.graph, G1.graph) and [str(e) for e in edges] == [str(e) for e in edges1]
+
+
+def test_the_core_result_builders_refuse_bad_arrays():
+    from cleann import _core
+
+    core = _core.core()
+    i64, i32 = (lambda *v: np.array(v, dtype=np.int64)), (lambda *v: np.array(v, dtype=np.int32))
+    with pytest.raises(cleann.ArgumentError, match="edge 0 is not a pair of distinct nodes of 3"):
+        core.causallearn_sepset(3, i64(0), i64(3), i32(0), i64(0), i64(1), i32())
+    with pytest.raises(cleann.ArgumentError, match="edge 0 is not a pair"):
+        core.causallearn_sepset(3, i64(1), i64(1), i32(0), i64(0), i64(1), i32())
+    with pytest.raises(cleann.ArgumentError, match="edge 0's sets lie outside set_members"):
+        core.causallearn_sepset(3, i64(0), i64(2), i32(1), i64(0), i64(2), i32(1))
+    with pytest.raises(cleann.ArgumentError, match="must have edge_i's length 2"):
+        core.causallearn_sepset(3, i64(0, 1), i64(2), i32(0, 0), i64(0, 0), i64(1, 1), i32())
+    with pytest.raises(cleann.ArgumentError, match="graph must have shape"):
+        core.causallearn_dpath(np.zeros((2, 3), dtype=np.int64))
+    sep = core.causallearn_sepset(3, i64(0), i64(2), i32(2), i64(0), i64(2), i32(1, 1, 1, 1))
+    assert sep[0, 2] == [(1,)] and sep[2, 0] == [(1,)] and sep[0, 2] is not sep[2, 0]
+    assert all(v is None for k, v in enumerate(sep.ravel()) if k not in (2, 6))
+
+
 def test_the_ancestor_cache_is_causal_learns():
     from causallearn.graph.GeneralGraph import GeneralGraph
     from causallearn.graph.GraphNode import GraphNode
